@@ -1,0 +1,155 @@
+"""Dataclass configs, validated when built.
+
+``RouterConfig`` describes a trained router and is saved next to its weights;
+``TrainConfig`` holds the training recipe (the paper's defaults unless stated).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from core.errors import ConfigError
+
+Pooling = Literal["first", "mean"]
+POOLINGS: tuple[str, ...] = ("first", "mean")
+DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+
+
+def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
+    ok = value >= 0 if allow_zero else value > 0
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and ok):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """What a saved router needs to be rebuilt: written as ``config.json``.
+
+    Attributes:
+        llm_names: candidate LLMs, in the order of the learned embeddings.
+        encoder: the encoder it was built from (a Hugging Face id or a path), for the record.
+        pooling: ``"first"`` (first token, as the paper) or ``"mean"`` (masked mean).
+        temperature: tau in softmax(cos / tau).
+        max_length: queries longer than this many tokens keep their last ``max_length`` tokens.
+        projection: whether a linear projection sits between encoder and LLM embeddings.
+        costs: mean price per query of each LLM in dollars, when the training data had prices.
+        version: routerdc version that wrote the config.
+    """
+
+    llm_names: list[str]
+    encoder: str = DEFAULT_ENCODER
+    pooling: Pooling = "mean"
+    temperature: float = 1.0
+    max_length: int = 512
+    projection: bool = False
+    costs: dict[str, float] | None = None
+    version: str = ""
+
+    def __post_init__(self) -> None:
+        if len(self.llm_names) < 2:
+            raise ConfigError(f"llm_names needs at least two LLMs, got {self.llm_names!r}")
+        if len(set(self.llm_names)) != len(self.llm_names):
+            raise ConfigError(f"llm_names has duplicates: {self.llm_names!r}")
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        _check_positive("temperature", self.temperature)
+        if not isinstance(self.max_length, int) or self.max_length < 8:
+            raise ConfigError(f"max_length must be an integer >= 8, got {self.max_length!r}")
+
+    def to_json(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_json(cls, path: Path) -> RouterConfig:
+        raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{path}: unknown config fields {unknown}")
+        return cls(**raw)
+
+
+@dataclass
+class TrainConfig:
+    """The training recipe. Defaults are the paper's unless a comment says otherwise.
+
+    Attributes:
+        steps: optimizer steps.
+        batch_size: queries per step.
+        learning_rate: AdamW learning rate for the encoder.
+        head_learning_rate: learning rate of the LLM embeddings and projection
+            (defaults to ``learning_rate``).
+        weight_decay: AdamW weight decay.
+        temperature: tau of the sample-LLM softmax.
+        top_k_positive: K+, best-scoring LLMs taken as positives.
+        top_k_negative: K-, worst-scoring LLMs taken as negatives.
+        negative_max_score: a "negative" scoring above this is dropped.
+        num_hard_negatives: H, other-cluster queries pushed away per query.
+        sample_sample_weight: lambda, weight of the sample-sample loss.
+        num_clusters: k-means clusters for the sample-sample loss.
+        train_encoder: fine-tune the encoder (True) or encode once and train the head only.
+        projection: add a linear projection after the encoder (useful when it is frozen).
+        pooling: ``"first"`` or ``"mean"``.
+        max_length: token budget per query, truncated on the left.
+        validation_fraction: share of training queries held out to pick the best checkpoint.
+        eval_every: score the validation split every this many steps.
+        seed: seeds data order, initialisation, clustering and the split.
+        device: ``"auto"`` picks cuda, then mps, then cpu.
+        encode_batch_size: batch size of the one encoding pass of the frozen mode.
+    """
+
+    steps: int = 1000
+    batch_size: int = 64
+    learning_rate: float = 5e-5
+    head_learning_rate: float | None = None
+    weight_decay: float = 0.01
+    temperature: float = 1.0
+    top_k_positive: int = 3
+    top_k_negative: int = 3
+    negative_max_score: float = 0.5
+    num_hard_negatives: int = 3
+    sample_sample_weight: float = 1.0
+    num_clusters: int = 5
+    train_encoder: bool = True
+    projection: bool = False
+    pooling: Pooling = "mean"
+    max_length: int = 512
+    validation_fraction: float = 0.1
+    eval_every: int = 50
+    seed: int = 0
+    device: str = "auto"
+    encode_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "top_k_positive", "top_k_negative", "num_clusters",
+                     "eval_every", "encode_batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
+        if not isinstance(self.num_hard_negatives, int) or self.num_hard_negatives < 1:
+            raise ConfigError(
+                f"num_hard_negatives must be an integer >= 1, got {self.num_hard_negatives!r}"
+            )
+        _check_positive("learning_rate", self.learning_rate)
+        if self.head_learning_rate is not None:
+            _check_positive("head_learning_rate", self.head_learning_rate)
+        _check_positive("weight_decay", self.weight_decay, allow_zero=True)
+        _check_positive("temperature", self.temperature)
+        _check_positive("sample_sample_weight", self.sample_sample_weight, allow_zero=True)
+        if not 0.0 <= self.negative_max_score <= 1.0:
+            raise ConfigError(
+                f"negative_max_score must lie in [0, 1], got {self.negative_max_score!r}"
+            )
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError(
+                f"validation_fraction must lie in [0, 1), got {self.validation_fraction!r}"
+            )
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
+        if not isinstance(self.max_length, int) or self.max_length < 8:
+            raise ConfigError(f"max_length must be an integer >= 8, got {self.max_length!r}")

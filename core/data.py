@@ -1,0 +1,534 @@
+"""Routing data: queries, a per-LLM score matrix with missing entries, optional costs and tasks.
+
+Three layouts are read, from Python records, JSON/JSONL/CSV files or pandas DataFrames:
+
+1. RouterDC: ``{"question" | "query": str, "scores": {llm: score}}`` (optional ``"costs"``,
+   ``"task"``), one record per query.
+2. Wide: one row per query, one score column per LLM and optional ``<llm>|total_cost`` columns
+   (the RouterBench CSV layout).
+3. Long logs: one row per (query, llm, score), optional ``cost`` and ``task``, as an app writes
+   them; rows of the same query are grouped, repeated (query, llm) pairs averaged.
+
+Every reader checks what it reads and raises :class:`~core.errors.DataError` (a ``ValueError``)
+or :class:`~core.errors.DataTypeError` (a ``TypeError``) naming the row and the field.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.errors import DataError, DataTypeError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+QUERY_FIELDS = ("query", "question", "prompt")
+LLM_FIELDS = ("llm", "model")
+TASK_FIELDS = ("task", "eval_name")
+COST_SUFFIX = "|total_cost"
+RESPONSE_SUFFIX = "|model_response"
+# Columns of wide files that are bookkeeping, never an LLM's score.
+_WIDE_METADATA = {"sample_id", "cluster_id", "oracle_model_to_route_to", "index", "id"}
+
+
+@dataclass(frozen=True, eq=False)
+class RoutingData:
+    """Queries and how well each candidate LLM answered them.
+
+    Attributes:
+        queries: the query texts, ``N`` of them.
+        llm_names: the candidate LLMs, ``T`` of them, in column order.
+        scores: ``(N, T)`` float array in [0, 1]; NaN where an LLM was not scored on a query.
+        costs: optional ``(N, T)`` dollars per call; NaN where unknown.
+        tasks: optional task (or cluster) label per query; used to stratify splits,
+            to report per-task accuracy, and optionally as clusters.
+
+    Example:
+        >>> data = RoutingData.from_records([
+        ...     {"query": "2+2?", "scores": {"small": 1.0, "large": 1.0}},
+        ...     {"query": "Prove Fermat", "scores": {"small": 0.0, "large": 0.3}},
+        ... ])
+        >>> data.scores.shape
+        (2, 2)
+    """
+
+    queries: list[str]
+    llm_names: list[str]
+    scores: np.ndarray
+    costs: np.ndarray | None = None
+    tasks: list[str] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.queries) == 0:
+            raise DataError("routing data is empty: it needs at least one query")
+        _check_llm_names(self.llm_names)
+        expected = (len(self.queries), len(self.llm_names))
+        if self.scores.shape != expected:
+            raise DataError(f"scores has shape {self.scores.shape}, expected {expected}")
+        if self.costs is not None and self.costs.shape != expected:
+            raise DataError(f"costs has shape {self.costs.shape}, expected {expected}")
+        if self.tasks is not None and len(self.tasks) != len(self.queries):
+            raise DataError(f"tasks has {len(self.tasks)} labels for {len(self.queries)} queries")
+        for row, query in enumerate(self.queries):
+            _check_query(query, f"row {row}")
+        observed = ~np.isnan(self.scores)
+        bad = observed & ((self.scores < 0) | (self.scores > 1) | ~np.isfinite(self.scores))
+        if bad.any():
+            row, col = map(int, np.argwhere(bad)[0])
+            raise DataError(
+                f"row {row}, field 'scores[{self.llm_names[col]!r}]': score must be a finite "
+                f"number in [0, 1], got {self.scores[row, col]!r}"
+            )
+        empty = np.flatnonzero(~observed.any(axis=1))
+        if empty.size:
+            raise DataError(f"row {int(empty[0])}, field 'scores': the query has no score at all")
+
+    # ------------------------------------------------------------------ shape and slicing
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    @property
+    def mask(self) -> np.ndarray:
+        """``(N, T)`` bool: True where a score is known."""
+        return ~np.isnan(self.scores)
+
+    def mean_costs(self) -> dict[str, float] | None:
+        """Mean known cost per LLM in dollars, or None when the data has no costs."""
+        if self.costs is None:
+            return None
+        means: dict[str, float] = {}
+        for col, name in enumerate(self.llm_names):
+            known = self.costs[:, col][~np.isnan(self.costs[:, col])]
+            if known.size:
+                means[name] = float(known.mean())
+        return means or None
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> RoutingData:
+        """The rows at ``indices``, in that order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return RoutingData(
+            queries=[self.queries[i] for i in idx],
+            llm_names=list(self.llm_names),
+            scores=self.scores[idx],
+            costs=None if self.costs is None else self.costs[idx],
+            tasks=None if self.tasks is None else [self.tasks[i] for i in idx],
+        )
+
+    def split_indices(self, fraction: float, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Row indices (rest, held_out) with ``fraction`` of the rows held out.
+
+        Stratified by task when tasks are known, so every task keeps its share; seeded.
+        """
+        if not 0.0 < fraction < 1.0:
+            raise DataError(f"split fraction must lie in (0, 1), got {fraction!r}")
+        rng = np.random.default_rng(seed)
+        groups = self.tasks if self.tasks is not None else [""] * len(self)
+        held: list[int] = []
+        for task in dict.fromkeys(groups):
+            rows = np.array([i for i, t in enumerate(groups) if t == task])
+            rng.shuffle(rows)
+            held.extend(rows[: int(round(fraction * len(rows)))].tolist())
+        if not held or len(held) == len(self):
+            raise DataError(
+                f"cannot hold out {fraction:.0%} of {len(self)} queries: one side would be empty"
+            )
+        held_set = set(held)
+        rest = np.array([i for i in range(len(self)) if i not in held_set])
+        return rest, np.array(sorted(held))
+
+    def split(self, fraction: float, *, seed: int = 0) -> tuple[RoutingData, RoutingData]:
+        """Split into (rest, held_out); see :meth:`split_indices`."""
+        rest, held = self.split_indices(fraction, seed=seed)
+        return self.subset(rest), self.subset(held)
+
+    @staticmethod
+    def concat(parts: Sequence[RoutingData]) -> RoutingData:
+        """Stack several data sets; LLMs missing from a part are NaN (not scored) there."""
+        if not parts:
+            raise DataError("nothing to concatenate: no routing data given")
+        names = list(dict.fromkeys(name for part in parts for name in part.llm_names))
+        columns = {name: col for col, name in enumerate(names)}
+        any_costs = any(part.costs is not None for part in parts)
+        scores, costs, queries, tasks = [], [], [], []
+        for part in parts:
+            block = np.full((len(part), len(names)), np.nan)
+            cost_block = np.full_like(block, np.nan)
+            cols = [columns[name] for name in part.llm_names]
+            block[:, cols] = part.scores
+            if part.costs is not None:
+                cost_block[:, cols] = part.costs
+            scores.append(block)
+            costs.append(cost_block)
+            queries.extend(part.queries)
+            tasks.extend(part.tasks if part.tasks is not None else [""] * len(part))
+        return RoutingData(
+            queries=queries,
+            llm_names=names,
+            scores=np.concatenate(scores),
+            costs=np.concatenate(costs) if any_costs else None,
+            tasks=tasks if any(t for t in tasks) else None,
+        )
+
+    # ------------------------------------------------------------------ readers
+
+    @classmethod
+    def from_records(
+        cls,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        llm_names: Sequence[str] | None = None,
+        task: str | None = None,
+        source: str = "records",
+    ) -> RoutingData:
+        """Read the RouterDC layout or long logs from a list of dicts (the layout is detected).
+
+        Args:
+            records: ``{"query": ..., "scores": {...}}`` dicts, or long-log rows
+                ``{"query": ..., "llm": ..., "score": ...}``.
+            llm_names: the LLMs, in order. When given, a score for any other LLM is an error;
+                when omitted, the LLMs are those seen, in order of first appearance.
+            task: task label for rows that carry none.
+            source: how error messages name where the rows came from.
+        """
+        rows = list(records)
+        if not rows:
+            raise DataError(f"{source}: routing data is empty: it needs at least one query")
+        first = rows[0]
+        if not isinstance(first, Mapping):
+            raise DataTypeError(f"{source}, row 0: expected a dict, got {type(first).__name__}")
+        if "scores" in first:
+            return _from_routerdc_records(rows, llm_names, task, source)
+        if any(f in first for f in LLM_FIELDS) and "score" in first:
+            return _from_long_records(rows, llm_names, task, source)
+        raise DataError(
+            f"{source}, row 0: unknown layout with fields {sorted(first)}; expected 'scores' "
+            f"(one record per query) or 'llm' and 'score' (one row per query and LLM)"
+        )
+
+    @classmethod
+    def from_pandas(
+        cls,
+        frame: pd.DataFrame,
+        *,
+        llm_names: Sequence[str] | None = None,
+        query_column: str | None = None,
+        task: str | None = None,
+        source: str = "DataFrame",
+    ) -> RoutingData:
+        """Read a DataFrame in the wide, long or RouterDC layout.
+
+        Wide frames: the LLM columns are ``llm_names`` when given, else those with a
+        ``<llm>|total_cost`` or ``<llm>|model_response`` sibling, else every numeric column
+        that is not bookkeeping (``sample_id``, ``cluster_id``, ``Unnamed: ...``).
+        """
+        columns = [str(c) for c in frame.columns]
+        if "scores" in columns or (any(f in columns for f in LLM_FIELDS) and "score" in columns):
+            records = frame.to_dict(orient="records")
+            return cls.from_records(records, llm_names=llm_names, task=task, source=source)
+        return _from_wide_frame(frame, llm_names, query_column, task, source)
+
+    @classmethod
+    def from_file(
+        cls,
+        path: str | Path,
+        *,
+        llm_names: Sequence[str] | None = None,
+        task: str | None = None,
+    ) -> RoutingData:
+        """Read a ``.json``, ``.jsonl`` or ``.csv`` file.
+
+        A JSON file holds a list of records, or ``{"llm_names": [...], "records": [...]}``
+        which declares its LLMs. Rows without a task get the file's stem as their task.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"{path}: no such data file")
+        task = task if task is not None else path.stem
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            import pandas as pd
+
+            frame = pd.read_csv(path)
+            return cls.from_pandas(frame, llm_names=llm_names, task=task, source=str(path))
+        if suffix == ".jsonl":
+            records = []
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if line.strip():
+                    try:
+                        records.append(json.loads(line))
+                    except json.JSONDecodeError as err:
+                        raise DataError(f"{path}, line {number}: not valid JSON ({err})") from err
+            return cls.from_records(records, llm_names=llm_names, task=task, source=str(path))
+        if suffix == ".json":
+            try:
+                content = json.loads(path.read_text(encoding="utf-8"))
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}: not valid JSON ({err})") from err
+            if isinstance(content, dict):
+                if "records" not in content:
+                    raise DataError(f"{path}: a JSON object needs a 'records' list")
+                declared = content.get("llm_names", llm_names)
+                return cls.from_records(
+                    content["records"], llm_names=declared, task=task, source=str(path)
+                )
+            if not isinstance(content, list):
+                raise DataTypeError(f"{path}: expected a JSON list of records")
+            return cls.from_records(content, llm_names=llm_names, task=task, source=str(path))
+        raise DataError(f"{path}: unknown file type {suffix!r}; use .json, .jsonl or .csv")
+
+    @classmethod
+    def from_files(
+        cls, paths: Sequence[str | Path], *, llm_names: Sequence[str] | None = None
+    ) -> RoutingData:
+        """Read several files (each one a task, by default) and stack them."""
+        return cls.concat([cls.from_file(p, llm_names=llm_names) for p in paths])
+
+
+# ---------------------------------------------------------------------- checks
+
+
+def _check_llm_names(names: Sequence[str]) -> None:
+    for name in names:
+        if not isinstance(name, str) or not name:
+            raise DataTypeError(f"LLM names must be non-empty strings, got {name!r}")
+    if len(names) < 2:
+        raise DataError(f"routing needs at least two LLMs, got {list(names)!r}")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise DataError(f"duplicate LLM name {name!r} in {list(names)!r}")
+        seen.add(name)
+
+
+def _check_query(query: object, where: str) -> str:
+    if not isinstance(query, str):
+        raise DataTypeError(f"{where}, field 'query': expected a string, got {query!r}")
+    if not query.strip():
+        raise DataError(f"{where}, field 'query': the query is empty")
+    return query
+
+
+def _score(value: object, where: str) -> float:
+    """A score in [0, 1], or NaN for a missing one (None)."""
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DataTypeError(f"{where}: score must be a number, got {value!r}")
+    score = float(value)
+    if not math.isfinite(score) or not 0.0 <= score <= 1.0:
+        raise DataError(f"{where}: score must be a finite number in [0, 1], got {value!r}")
+    return score
+
+
+def _cost(value: object, where: str) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise DataTypeError(f"{where}: cost must be a number, got {value!r}")
+    cost = float(value)
+    if math.isnan(cost):
+        return math.nan
+    if not math.isfinite(cost) or cost < 0:
+        raise DataError(f"{where}: cost must be a finite number >= 0, got {value!r}")
+    return cost
+
+
+def _query_of(record: Mapping[str, Any], where: str) -> str:
+    for name in QUERY_FIELDS:
+        if name in record:
+            return _check_query(_unwrap_prompt(record[name]), where)
+    raise DataError(f"{where}: no query field; expected one of {list(QUERY_FIELDS)}")
+
+
+def _unwrap_prompt(value: object) -> object:
+    """RouterBench stores prompts as a Python list literal (``"['text']"``): unwrap it."""
+    if isinstance(value, str) and value.startswith("[") and value.endswith("]"):
+        try:
+            parsed = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            return value
+        if isinstance(parsed, list) and parsed and all(isinstance(p, str) for p in parsed):
+            return "\n".join(parsed)
+    return value
+
+
+def _task_of(record: Mapping[str, Any], default: str | None) -> str | None:
+    for name in TASK_FIELDS:
+        value = record.get(name)
+        if isinstance(value, str) and value:
+            return value
+    return default
+
+
+def _resolve_names(declared: Sequence[str] | None, seen: Iterable[str]) -> list[str]:
+    names = list(declared) if declared is not None else list(dict.fromkeys(seen))
+    _check_llm_names(names)
+    return names
+
+
+# ---------------------------------------------------------------------- layouts
+
+
+def _from_routerdc_records(
+    rows: list[Any], declared: Sequence[str] | None, task: str | None, source: str
+) -> RoutingData:
+    seen: list[str] = []
+    for row, record in enumerate(rows):
+        where = f"{source}, row {row}"
+        if not isinstance(record, Mapping):
+            raise DataTypeError(f"{where}: expected a dict, got {type(record).__name__}")
+        scores = record.get("scores")
+        if not isinstance(scores, Mapping):
+            raise DataTypeError(f"{where}, field 'scores': expected a dict of LLM -> score")
+        seen.extend(str(k) for k in scores)
+    names = _resolve_names(declared, seen)
+    columns = {name: col for col, name in enumerate(names)}
+    score_matrix = np.full((len(rows), len(names)), np.nan)
+    cost_matrix = np.full_like(score_matrix, np.nan)
+    queries, tasks = [], []
+    for row, record in enumerate(rows):
+        where = f"{source}, row {row}"
+        queries.append(_query_of(record, where))
+        tasks.append(_task_of(record, task))
+        for llm, value in record["scores"].items():
+            if llm not in columns:
+                raise DataError(f"{where}, field 'scores': unknown LLM {llm!r}; known: {names}")
+            score_matrix[row, columns[llm]] = _score(value, f"{where}, field 'scores[{llm!r}]'")
+        costs = record.get("costs") or {}
+        if not isinstance(costs, Mapping):
+            raise DataTypeError(f"{where}, field 'costs': expected a dict of LLM -> dollars")
+        for llm, value in costs.items():
+            if llm not in columns:
+                raise DataError(f"{where}, field 'costs': unknown LLM {llm!r}; known: {names}")
+            cost_matrix[row, columns[llm]] = _cost(value, f"{where}, field 'costs[{llm!r}]'")
+        if np.isnan(score_matrix[row]).all():
+            raise DataError(f"{where}, field 'scores': the query has no score at all")
+    has_costs = not np.isnan(cost_matrix).all()
+    return RoutingData(
+        queries=queries,
+        llm_names=names,
+        scores=score_matrix,
+        costs=cost_matrix if has_costs else None,
+        tasks=_tasks_or_none(tasks),
+    )
+
+
+def _from_long_records(
+    rows: list[Any], declared: Sequence[str] | None, task: str | None, source: str
+) -> RoutingData:
+    seen: list[str] = []
+    parsed: list[tuple[str, str, float, float, str | None]] = []
+    for row, record in enumerate(rows):
+        where = f"{source}, row {row}"
+        if not isinstance(record, Mapping):
+            raise DataTypeError(f"{where}: expected a dict, got {type(record).__name__}")
+        llm = next((record[f] for f in LLM_FIELDS if f in record), None)
+        if not isinstance(llm, str) or not llm:
+            raise DataTypeError(f"{where}, field 'llm': expected an LLM name, got {llm!r}")
+        if "score" not in record:
+            raise DataError(f"{where}, field 'score': missing")
+        score = _score(record["score"], f"{where}, field 'score'")
+        cost = _cost(record.get("cost"), f"{where}, field 'cost'")
+        parsed.append((_query_of(record, where), llm, score, cost, _task_of(record, task)))
+        seen.append(llm)
+    names = _resolve_names(declared, seen)
+    columns = {name: col for col, name in enumerate(names)}
+    query_rows: dict[str, int] = {}
+    for query, *_ in parsed:
+        query_rows.setdefault(query, len(query_rows))
+    shape = (len(query_rows), len(names))
+    score_sum, score_count = np.zeros(shape), np.zeros(shape)
+    cost_sum, cost_count = np.zeros(shape), np.zeros(shape)
+    tasks: list[str | None] = [None] * len(query_rows)
+    for row, (query, llm, score, cost, row_task) in enumerate(parsed):
+        if llm not in columns:
+            raise DataError(f"{source}, row {row}, field 'llm': unknown LLM {llm!r}; known: {names}")
+        r, c = query_rows[query], columns[llm]
+        if not math.isnan(score):
+            score_sum[r, c] += score
+            score_count[r, c] += 1
+        if not math.isnan(cost):
+            cost_sum[r, c] += cost
+            cost_count[r, c] += 1
+        tasks[r] = tasks[r] or row_task
+    with np.errstate(invalid="ignore"):
+        scores = np.where(score_count > 0, score_sum / np.maximum(score_count, 1), np.nan)
+        costs = np.where(cost_count > 0, cost_sum / np.maximum(cost_count, 1), np.nan)
+    return RoutingData(
+        queries=list(query_rows),
+        llm_names=names,
+        scores=scores,
+        costs=costs if cost_count.any() else None,
+        tasks=_tasks_or_none(tasks),
+    )
+
+
+def _from_wide_frame(
+    frame: pd.DataFrame,
+    declared: Sequence[str] | None,
+    query_column: str | None,
+    task: str | None,
+    source: str,
+) -> RoutingData:
+    columns = [str(c) for c in frame.columns]
+    query_column = query_column or next((c for c in QUERY_FIELDS if c in columns), None)
+    if query_column is None or query_column not in columns:
+        raise DataError(f"{source}: no query column; expected one of {list(QUERY_FIELDS)}")
+    if declared is not None:
+        names = list(declared)
+        missing = [n for n in names if n not in columns]
+        if missing:
+            raise DataError(f"{source}: no score column for LLMs {missing}")
+    else:
+        suffixed = [c.split("|", 1)[0] for c in columns if c.endswith((COST_SUFFIX, RESPONSE_SUFFIX))]
+        names = [c for c in dict.fromkeys(suffixed) if c in columns]
+        if not names:
+            names = [
+                c for c in columns
+                if c != query_column and c not in _WIDE_METADATA and c not in TASK_FIELDS
+                and not c.startswith("Unnamed") and "|" not in c
+                and frame[c].dtype.kind in "biuf"
+            ]
+    _check_llm_names(names)
+    records = frame.to_dict(orient="records")
+    task_column = next((c for c in TASK_FIELDS if c in columns), None)
+    scores = np.full((len(records), len(names)), np.nan)
+    costs = np.full_like(scores, np.nan)
+    has_costs = any(f"{n}{COST_SUFFIX}" in columns for n in names)
+    queries, tasks = [], []
+    for row, record in enumerate(records):
+        where = f"{source}, row {row}"
+        queries.append(_check_query(_unwrap_prompt(record[query_column]), where))
+        row_task = record.get(task_column) if task_column else None
+        tasks.append(row_task if isinstance(row_task, str) and row_task else task)
+        for col, name in enumerate(names):
+            value = record[name]
+            value = None if isinstance(value, float) and math.isnan(value) else value
+            scores[row, col] = _score(value, f"{where}, field {name!r}")
+            if has_costs:
+                cost = record.get(f"{name}{COST_SUFFIX}")
+                costs[row, col] = _cost(cost, f"{where}, field '{name}{COST_SUFFIX}'")
+        if np.isnan(scores[row]).all():
+            raise DataError(f"{where}: the query has no score at all")
+    return RoutingData(
+        queries=queries,
+        llm_names=names,
+        scores=scores,
+        costs=costs if has_costs else None,
+        tasks=_tasks_or_none(tasks),
+    )
+
+
+def _tasks_or_none(tasks: Sequence[str | None]) -> list[str] | None:
+    if all(t is None for t in tasks):
+        return None
+    return [t or "" for t in tasks]

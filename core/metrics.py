@@ -1,0 +1,107 @@
+"""Routing accuracy as the paper measures it, and the reference rows it is compared with.
+
+Accuracy is the score of the chosen LLM, averaged over queries. For files whose scores are
+probabilities of the right multiple-choice answer (MMLU, CMMLU, ARC: scores that are not
+multiples of 0.1) a score above 0 counts as 1; ``binary`` overrides the detection.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from core.data import RoutingData
+
+if TYPE_CHECKING:
+    from core.router import Router
+
+
+def is_probability_scored(scores: np.ndarray) -> bool:
+    """True when some known score is not a multiple of 0.1 (a probability-of-choice file)."""
+    known = scores[~np.isnan(scores)]
+    return bool(np.any(np.abs(known * 10 - np.round(known * 10)) > 1e-6))
+
+
+def metric_scores(scores: np.ndarray, binary: bool | None = None) -> np.ndarray:
+    """Scores as the metric counts them: binarised (> 0 -> 1) for probability-scored files."""
+    binary = is_probability_scored(scores) if binary is None else binary
+    return np.where(np.isnan(scores), np.nan, scores > 0).astype(float) if binary else scores
+
+
+def accuracy(scores: np.ndarray, chosen: Sequence[int] | np.ndarray, binary: bool | None = None) -> float:
+    """Mean metric score of the chosen LLM per query, in [0, 1] (unscored choices ignored)."""
+    counted = metric_scores(scores, binary)
+    picked = counted[np.arange(len(counted)), np.asarray(chosen, dtype=np.int64)]
+    return float(np.nanmean(picked)) if not np.isnan(picked).all() else 0.0
+
+
+def reference_rows(scores: np.ndarray, llm_names: Sequence[str], binary: bool | None = None) -> dict[str, Any]:
+    """Each single LLM's accuracy, the best single LLM and the oracle (best LLM per query)."""
+    counted = metric_scores(scores, binary)
+    with warnings.catch_warnings():  # an LLM never scored in a file has no accuracy: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        per_llm = {name: float(np.nanmean(counted[:, i])) for i, name in enumerate(llm_names)}
+        oracle = float(np.nanmean(np.nanmax(counted, axis=1)))
+    best = max(per_llm, key=lambda n: -1.0 if np.isnan(per_llm[n]) else per_llm[n])
+    return {"llms": per_llm, "best_single": per_llm[best], "best_single_llm": best, "oracle": oracle}
+
+
+def task_mean_accuracy(data: RoutingData, chosen: Sequence[int] | np.ndarray) -> float:
+    """Accuracy averaged over tasks (each with its own metric), as the paper averages."""
+    chosen = np.asarray(chosen)
+    tasks = data.tasks if data.tasks is not None else [""] * len(data)
+    values = []
+    for task in dict.fromkeys(tasks):
+        rows = np.array([i for i, t in enumerate(tasks) if t == task])
+        values.append(accuracy(data.scores[rows], chosen[rows]))
+    return float(np.mean(values))
+
+
+def evaluate(
+    router: Router,
+    datasets: Mapping[str, RoutingData],
+    *,
+    binary: bool | None = None,
+    **routing: Any,
+) -> dict[str, Any]:
+    """Router accuracy per data set beside each single LLM, the best single LLM and the oracle.
+
+    Returns ``{"files": {name: {"router", "best_single", "oracle", "llms"}}, "average": {...}}``
+    with accuracies in %; averages are over data sets, as the paper averages over tasks.
+    """
+    files: dict[str, Any] = {}
+    for name, data in datasets.items():
+        decisions = router.route_batch(data.queries, **routing)
+        columns = {llm: i for i, llm in enumerate(data.llm_names)}
+        unknown = sorted({d.llm for d in decisions} - set(columns))
+        if unknown:
+            raise ValueError(f"{name}: the router chose LLMs with no score in the file: {unknown}")
+        chosen = [columns[d.llm] for d in decisions]
+        refs = reference_rows(data.scores, data.llm_names, binary)
+        files[name] = {
+            "router": 100 * accuracy(data.scores, chosen, binary),
+            "best_single": 100 * refs["best_single"],
+            "best_single_llm": refs["best_single_llm"],
+            "oracle": 100 * refs["oracle"],
+            "llms": {llm: 100 * v for llm, v in refs["llms"].items()},
+            "queries": len(data),
+            "binary_metric": is_probability_scored(data.scores) if binary is None else binary,
+        }
+    average = {
+        key: float(np.mean([f[key] for f in files.values()]))
+        for key in ("router", "best_single", "oracle")
+    }
+    # The best single LLM over all files: one LLM for every file, as a user without a router has.
+    names = list(next(iter(files.values()))["llms"]) if files else []
+    overall = {
+        n: float(np.mean([f["llms"].get(n, np.nan) for f in files.values()])) for n in names
+    }
+    if overall:
+        best = max(overall, key=lambda n: -1.0 if np.isnan(overall[n]) else overall[n])
+        average["best_single"] = overall[best]
+        average["best_single_llm"] = best  # type: ignore[assignment]
+    return {"files": files, "average": average}
+

@@ -1,0 +1,336 @@
+"""Training a RouterDC router: ``fit(data) -> Router``.
+
+The loop is plain on purpose (minGPT-sized): :func:`build` makes the model, optimizer and batch
+source in one place and :func:`train_step` is one step, so the loop can move to Hugging Face
+Accelerate (``accelerator.prepare(model, optimizer, loader)``) without changing its shape.
+
+Two modes:
+- full fine-tuning (``train_encoder=True``, the paper): every step runs the encoder.
+- frozen encoder (``train_encoder=False``): the queries are encoded once (sorted by length, so
+  batches pad little) and only the head trains, which takes seconds.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from core import __version__
+from core.clustering import cluster_queries, labels_to_ids
+from core.config import RouterConfig, TrainConfig
+from core.data import RoutingData
+from core.encoder import load_encoder
+from core.errors import ConfigError, DataError
+from core.losses import SampleLLMLoss, SampleSampleLoss
+from core.metrics import task_mean_accuracy
+from core.model import RouterDCModel
+from core.router import Router, pick_device
+
+logger = logging.getLogger(__name__)
+
+ClusterSource = Literal["kmeans", "tasks"]
+
+
+@dataclass
+class Batch:
+    """One training batch: either token ids (full mode) or cached pooled vectors (frozen)."""
+
+    scores: torch.Tensor  # (B, T), NaN where unscored
+    clusters: torch.Tensor  # (B,)
+    tokens: dict[str, torch.Tensor] | None = None  # input_ids, attention_mask: (B, L)
+    pooled: torch.Tensor | None = None  # (B, D)
+
+
+@dataclass
+class Setup:
+    """Everything the loop needs, built in one place by :func:`build`."""
+
+    model: RouterDCModel
+    optimizer: torch.optim.Optimizer
+    batches: Iterator[Batch]
+    sample_llm: SampleLLMLoss
+    sample_sample: SampleSampleLoss
+    generator: torch.Generator
+    device: torch.device
+
+
+def fit(
+    data: RoutingData,
+    *,
+    encoder: str | None = None,
+    train_encoder: bool = True,
+    steps: int | None = None,
+    batch_size: int | None = None,
+    seed: int | None = None,
+    clusters: ClusterSource | Sequence[int] = "kmeans",
+    validation: RoutingData | None = None,
+    cost_rate: float = 0.0,
+    config: TrainConfig | None = None,
+    history_path: str | Path | None = None,
+    progress: bool = True,
+    **overrides: Any,
+) -> Router:
+    """Train a router on ``data``.
+
+    Args:
+        data: queries and per-LLM scores (missing scores are masked out of the losses).
+        encoder: Hugging Face id or local path; None for the bundled all-MiniLM-L6-v2.
+        train_encoder: fine-tune the encoder (the paper) or freeze it and train the head.
+        steps, batch_size, seed: shortcuts for the same fields of ``config``.
+        clusters: ``"kmeans"`` (k-means on the untrained encoder's embeddings), ``"tasks"``
+            (the data's task labels), or one cluster id per training query.
+        validation: data to pick the best checkpoint on; by default ``validation_fraction`` of
+            ``data`` is held out (stratified by task).
+        cost_rate: train on ``score - cost_rate * cost / max mean cost`` (the paper's
+            cost-aware training); needs costs in the data.
+        config: the full recipe; keyword ``overrides`` replace its fields.
+        history_path: also write the training history there as JSON lines.
+        progress: show a progress bar with the loss and the time left.
+
+    Returns:
+        The best router by validation accuracy, with ``router.history`` set.
+    """
+    config = replace(config or TrainConfig(), **overrides)
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("seed", seed)):
+        if value is not None:
+            config = replace(config, **{name: value})
+    config = replace(config, train_encoder=train_encoder)
+    torch.manual_seed(config.seed)
+
+    cluster_labels = _given_clusters(data, clusters)
+    if validation is None and config.validation_fraction > 0 and len(data) >= 20:
+        train_rows, val_rows = data.split_indices(config.validation_fraction, seed=config.seed)
+        data, validation = data.subset(train_rows), data.subset(val_rows)
+        if cluster_labels is not None:
+            cluster_labels = cluster_labels[train_rows]
+    train_scores = _training_scores(data, cost_rate)
+
+    tokenizer, encoder_model = load_encoder(encoder)
+    model = RouterDCModel(
+        encoder_model,
+        len(data.llm_names),
+        pooling=config.pooling,
+        temperature=config.temperature,
+        projection=config.projection,
+    )
+    device = pick_device(config.device)
+    model.to(device)
+    router_config = RouterConfig(
+        llm_names=list(data.llm_names),
+        encoder=encoder or RouterConfig.__dataclass_fields__["encoder"].default,
+        pooling=config.pooling,
+        temperature=config.temperature,
+        max_length=config.max_length,
+        projection=config.projection,
+        costs=data.mean_costs(),
+        version=__version__,
+    )
+    router = Router(model, tokenizer, router_config, device=device)
+
+    need_pooled = not config.train_encoder or cluster_labels is None
+    pooled = _encode_once(router, data.queries, config) if need_pooled else None
+    if cluster_labels is None:
+        assert pooled is not None
+        cluster_labels = cluster_queries(pooled.numpy(), config.num_clusters, seed=config.seed)
+    val_pooled = None
+    if validation is not None and not config.train_encoder:
+        val_pooled = _encode_once(router, validation.queries, config)
+
+    setup = build(router, data.queries, train_scores, cluster_labels, pooled, config)
+    history = _train(router, setup, config, validation, val_pooled, progress)
+    router.model.eval()
+    router.history = history
+    if history_path is not None:
+        path = Path(history_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
+    return router
+
+
+def build(
+    router: Router,
+    queries: list[str],
+    scores: np.ndarray,
+    clusters: np.ndarray,
+    pooled: torch.Tensor | None,
+    config: TrainConfig,
+) -> Setup:
+    """Model, optimizer, batch source and losses, in one place."""
+    model = router.model
+    if config.train_encoder:
+        encoder_params = list(model.encoder.parameters())
+    else:
+        model.encoder.requires_grad_(False)
+        encoder_params = []
+    head_lr = config.head_learning_rate or config.learning_rate
+    groups = [{"params": list(model.head.parameters()), "lr": head_lr}]
+    if encoder_params:
+        groups.append({"params": encoder_params, "lr": config.learning_rate})
+    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    generator = torch.Generator().manual_seed(config.seed)
+    return Setup(
+        model=model,
+        optimizer=optimizer,
+        batches=_batches(router, queries, scores, clusters, pooled, config),
+        sample_llm=SampleLLMLoss(
+            config.top_k_positive, config.top_k_negative, config.negative_max_score
+        ),
+        sample_sample=SampleSampleLoss(config.num_hard_negatives),
+        generator=generator,
+        device=router.device,
+    )
+
+
+def train_step(setup: Setup, batch: Batch, config: TrainConfig) -> dict[str, float]:
+    """One optimizer step; returns the loss and its parts."""
+    model = setup.model
+    model.train()
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if setup.device.type == "cuda"
+        else contextlib.nullcontext()
+    )
+    with autocast:
+        if batch.tokens is not None:
+            logits, vectors = model(**batch.tokens)
+        else:
+            assert batch.pooled is not None
+            logits, vectors = model.head(batch.pooled)
+    parts = {"sample_llm": setup.sample_llm(logits.float(), batch.scores)}
+    # A frozen encoder without a projection has nothing the sample-sample loss could move.
+    if config.sample_sample_weight > 0 and vectors.requires_grad:
+        parts["sample_sample"] = setup.sample_sample(vectors, batch.clusters, setup.generator)
+    loss = parts["sample_llm"] + config.sample_sample_weight * parts.get(
+        "sample_sample", torch.zeros((), device=logits.device)
+    )
+    setup.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    setup.optimizer.step()
+    return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+
+
+def _train(
+    router: Router,
+    setup: Setup,
+    config: TrainConfig,
+    validation: RoutingData | None,
+    val_pooled: torch.Tensor | None,
+    progress: bool,
+) -> list[dict[str, Any]]:
+    history: list[dict[str, Any]] = []
+    best_accuracy, best_state = -math.inf, None
+    bar = tqdm(range(1, config.steps + 1), desc="training", disable=not progress, unit="step")
+    for step in bar:
+        row = {"step": step, **train_step(setup, next(setup.batches), config)}
+        bar.set_postfix(loss=f"{row['loss']:.3f}")
+        if validation is not None and (step % config.eval_every == 0 or step == config.steps):
+            row["validation_accuracy"] = _validate(router, validation, val_pooled)
+            if row["validation_accuracy"] > best_accuracy:
+                best_accuracy = row["validation_accuracy"]
+                best_state = _head_or_model_state(router.model, config)
+            bar.set_postfix(loss=f"{row['loss']:.3f}", val=f"{row['validation_accuracy']:.2%}")
+        history.append(row)
+    if best_state is not None:
+        router.model.load_state_dict(best_state, strict=False)
+        logger.info("kept the checkpoint with validation accuracy %.4f", best_accuracy)
+    return history
+
+
+@torch.inference_mode()
+def _validate(router: Router, validation: RoutingData, pooled: torch.Tensor | None) -> float:
+    router.model.eval()
+    if pooled is not None:
+        logits, _ = router.model.head(pooled.to(router.device))
+        chosen = logits.argmax(dim=1).cpu().numpy()
+    else:
+        chosen = router.logits(validation.queries).argmax(axis=1)
+    return task_mean_accuracy(validation, chosen)
+
+
+def _head_or_model_state(model: RouterDCModel, config: TrainConfig) -> dict[str, torch.Tensor]:
+    """A CPU copy of what trains (only the head when the encoder is frozen)."""
+    module = model if config.train_encoder else model.head
+    prefix = "" if config.train_encoder else "head."
+    return {prefix + k: v.detach().cpu().clone() for k, v in copy.copy(module.state_dict()).items()}
+
+
+@torch.inference_mode()
+def _encode_once(router: Router, queries: list[str], config: TrainConfig) -> torch.Tensor:
+    """Pooled encoder outputs ``(N, D)`` on CPU, in batches sorted by length."""
+    router.model.eval()
+    out = torch.empty(len(queries), router.model.encoder.config.hidden_size)
+    batches = router._batches(queries, config.encode_batch_size)
+    for rows in tqdm(batches, desc="encoding", unit="batch", disable=len(batches) < 5):
+        tokens = router.tokenize([queries[i] for i in rows])
+        out[rows] = router.model.encode(**tokens).float().cpu()
+    return out
+
+
+def _batches(
+    router: Router,
+    queries: list[str],
+    scores: np.ndarray,
+    clusters: np.ndarray,
+    pooled: torch.Tensor | None,
+    config: TrainConfig,
+) -> Iterator[Batch]:
+    """Endless shuffled batches, reshuffled every epoch, seeded."""
+    rng = np.random.default_rng(config.seed)
+    score_tensor = torch.tensor(scores, dtype=torch.float32)
+    cluster_tensor = torch.tensor(clusters, dtype=torch.long)
+    size = min(config.batch_size, len(queries))
+    while True:
+        order = rng.permutation(len(queries))
+        for start in range(0, len(order) - size + 1, size):
+            rows = order[start : start + size]
+            batch = Batch(
+                scores=score_tensor[rows].to(router.device),
+                clusters=cluster_tensor[rows].to(router.device),
+            )
+            if config.train_encoder:
+                batch.tokens = router.tokenize([queries[i] for i in rows])
+            else:
+                assert pooled is not None
+                batch.pooled = pooled[rows].to(router.device)
+            yield batch
+
+
+def _given_clusters(data: RoutingData, clusters: ClusterSource | Sequence[int]) -> np.ndarray | None:
+    if isinstance(clusters, str):
+        if clusters == "kmeans":
+            return None
+        if clusters == "tasks":
+            if data.tasks is None:
+                raise DataError("clusters='tasks' needs task labels in the data, and it has none")
+            return labels_to_ids(data.tasks)
+        raise ConfigError(f"clusters must be 'kmeans', 'tasks' or a list of ids, got {clusters!r}")
+    labels = np.asarray(clusters)
+    if labels.shape != (len(data),):
+        raise DataError(f"clusters has {labels.shape} labels for {len(data)} queries")
+    return labels_to_ids(labels.tolist())
+
+
+def _training_scores(data: RoutingData, cost_rate: float) -> np.ndarray:
+    """Scores to train on: as given, or less ``cost_rate`` times the normalised price."""
+    if cost_rate == 0:
+        return data.scores
+    if not (math.isfinite(cost_rate) and cost_rate > 0):
+        raise ConfigError(f"cost_rate must be a finite number >= 0, got {cost_rate!r}")
+    means = data.mean_costs()
+    if means is None or len(means) < len(data.llm_names):
+        raise DataError("cost_rate needs a cost for every LLM in the data")
+    prices = np.array([means[n] for n in data.llm_names])
+    costs = data.costs if data.costs is not None else np.broadcast_to(prices, data.scores.shape)
+    costs = np.where(np.isnan(costs), prices[None, :], costs)
+    return data.scores - cost_rate * costs / prices.max()
