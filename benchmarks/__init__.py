@@ -1,0 +1,1 @@
+"""Reproducible measurements; each command writes JSON and Markdown under benchmarks/results/."""

@@ -1,0 +1,78 @@
+"""What every benchmark shares: where data and results live, and how a result file is written.
+
+Every results file records the command, the git commit and the settings that produced it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+SHARED_DATA = ROOT.parent / "shared" / "data"
+PAPER_DATA = SHARED_DATA / "routerdc-7llm"
+ROUTERBENCH_DATA = SHARED_DATA / "routerbench"
+TASKS = ("mmlu", "gsm8k", "cmmlu", "arc_challenge", "humaneval")
+
+
+def git_commit() -> str:
+    """The commit the results come from, with ``-dirty`` when the tree has changes."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return f"{commit}-dirty" if dirty else commit
+
+
+def provenance(settings: dict[str, Any]) -> dict[str, Any]:
+    """Command, commit, time, machine and settings, to put at the top of a results file."""
+    return {
+        "command": " ".join(["python", "-m", *sys.argv]) if sys.argv else "",
+        "git_commit": git_commit(),
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.is_available(),
+        },
+        "settings": settings,
+    }
+
+
+def write_results(name: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
+    """Write ``benchmarks/results/<name>.json`` and ``.md``; returns both paths."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+    json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    meta = payload.get("provenance", {})
+    header = (
+        f"<!-- written by `{meta.get('command', '?')}` at commit {meta.get('git_commit', '?')} "
+        f"on {meta.get('date', '?')} -->\n\n"
+    )
+    md_path.write_text(header + markdown.rstrip() + "\n", encoding="utf-8")
+    return json_path, md_path
+
+
+def require_data(folder: Path) -> Path:
+    """Exit with a clear message when the shared data folder is absent."""
+    if not folder.is_dir():
+        raise SystemExit(
+            f"data folder {folder} not found: benchmarks read ../shared/data/ next to the project"
+        )
+    return folder
