@@ -1,0 +1,261 @@
+"""The ``routerdc`` command line: train, eval, route, calibrate, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from core.config import TrainConfig
+from core.data import RoutingData
+from core.errors import RouterDCError
+
+DEMO_QUERIES = (
+    "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
+    "in May. How many clips did Natalia sell altogether in April and May?",
+    "def is_palindrome(s: str) -> bool:\n    \"\"\"Return True if s reads the same backwards.\"\"\"",
+    "以下是关于中国历史的单项选择题。秦始皇统一六国是在哪一年？\nA. 公元前221年\nB. 公元前206年",
+    "Which of the following is a function of the liver?\nA. Producing insulin\nB. Producing bile",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.run(args) or 0)
+    except RouterDCError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="routerdc", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    train = commands.add_parser("train", help="train a router on routing data files")
+    train.add_argument("--data", nargs="+", required=True, help=".json, .jsonl or .csv files")
+    train.add_argument("--out", required=True, help="folder to save the router in")
+    _add_recipe_options(train)
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("eval", help="accuracy per file against single LLMs and oracle")
+    evaluate.add_argument("--router", required=True)
+    evaluate.add_argument("--data", nargs="+", required=True)
+    evaluate.add_argument("--json", help="also write the results to this JSON file")
+    metric = evaluate.add_mutually_exclusive_group()
+    metric.add_argument("--binary", dest="binary", action="store_true", default=None,
+                        help="count any score above 0 as right (multiple-choice probabilities)")
+    metric.add_argument("--no-binary", dest="binary", action="store_false",
+                        help="average the raw scores")
+    evaluate.set_defaults(run=_eval)
+
+    route = commands.add_parser("route", help="route one or more queries")
+    route.add_argument("--router", required=True)
+    route.add_argument("queries", nargs="+")
+    _add_routing_options(route)
+    route.set_defaults(run=_route)
+
+    calibrate = commands.add_parser("calibrate", help="find the cost weight that meets a budget")
+    calibrate.add_argument("--router", required=True)
+    calibrate.add_argument("--data", nargs="+", required=True, help="validation data files")
+    target = calibrate.add_mutually_exclusive_group(required=True)
+    target.add_argument("--budget", type=float, help="mean dollars per query")
+    target.add_argument("--expensive-share", type=float,
+                        help="share of calls to the most expensive LLM, in [0, 1]")
+    calibrate.add_argument("--costs", help='JSON prices, e.g. \'{"gpt-4": 0.01, "llama": 0.0002}\'')
+    calibrate.set_defaults(run=_calibrate)
+
+    demo = commands.add_parser("demo", help="train, evaluate and route on the paper's data")
+    demo.add_argument("--data-dir", help="local copy of the RouterDC data (else downloaded once)")
+    demo.add_argument("--out", default="runs/demo-router", help="where to save the router")
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
+    defaults = TrainConfig()
+    parser.add_argument("--encoder", help="Hugging Face id or local path (default: MiniLM)")
+    parser.add_argument("--frozen-encoder", action="store_true",
+                        help="encode once and train only the head (fast on CPU)")
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument("--pooling", choices=("first", "mean"), default=defaults.pooling)
+    parser.add_argument("--max-length", type=int, default=defaults.max_length)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--cost-rate", type=float, default=0.0,
+                        help="train on score - rate * normalised cost (needs costs in the data)")
+    parser.add_argument("--history", help="write the training history here (JSON lines)")
+
+
+def _add_routing_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cost-weight", type=float, default=0.0,
+                        help="trade probability for price: argmax p - w * cost / max cost")
+    parser.add_argument("--costs", help='JSON prices, e.g. \'{"gpt-4": 0.01, "llama": 0.0002}\'')
+    parser.add_argument("--allowed", nargs="+", help="route only among these LLMs")
+    parser.add_argument("--exclude", nargs="+", help="never route to these LLMs")
+
+
+def _read_files(paths: Sequence[str]) -> dict[str, RoutingData]:
+    return {Path(p).name: RoutingData.from_file(p) for p in paths}
+
+
+def _costs(text: str | None) -> dict[str, float] | None:
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SystemExit(f"--costs is not valid JSON: {err}") from err
+    if not isinstance(value, dict):
+        raise SystemExit("--costs must be a JSON object of LLM -> dollars")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def _train(args: argparse.Namespace) -> int:
+    from core.trainer import fit
+
+    data = RoutingData.from_files(args.data)
+    print(f"training on {len(data)} queries, {len(data.llm_names)} LLMs")
+    start = time.perf_counter()
+    router = fit(
+        data,
+        encoder=args.encoder,
+        train_encoder=not args.frozen_encoder,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        cost_rate=args.cost_rate,
+        history_path=args.history,
+        learning_rate=args.learning_rate,
+        pooling=args.pooling,
+        max_length=args.max_length,
+    )
+    router.save(args.out)
+    best = max((h["validation_accuracy"] for h in router.history if "validation_accuracy" in h),
+               default=None)
+    note = f", best validation accuracy {100 * best:.2f}%" if best is not None else ""
+    print(f"saved router to {args.out} ({time.perf_counter() - start:.0f} s{note})")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from core.metrics import evaluate
+    from core.router import load
+
+    router = load(args.router)
+    results = evaluate(router, _read_files(args.data), binary=args.binary)
+    print(format_table(results))
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _route(args: argparse.Namespace) -> int:
+    from core.router import load
+
+    router = load(args.router)
+    decisions = router.route_batch(
+        args.queries,
+        cost_weight=args.cost_weight,
+        costs=_costs(args.costs),
+        allowed=args.allowed,
+        exclude=args.exclude,
+    )
+    for query, decision in zip(args.queries, decisions):
+        _print_decision(query, decision)
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from core.calibration import calibrate
+    from core.router import load
+
+    router = load(args.router)
+    validation = RoutingData.from_files(args.data)
+    result = calibrate(
+        router,
+        validation,
+        budget=args.budget,
+        expensive_share=args.expensive_share,
+        costs=_costs(args.costs),
+    )
+    print(f"cost weight {result.cost_weight:.6g}: expected mean cost ${result.expected_cost:.6f} "
+          f"per query, expected accuracy {100 * result.expected_accuracy:.2f}%, "
+          f"{100 * result.expensive_share:.1f}% of calls to the most expensive LLM")
+    print(f"use it with: routerdc route --router {args.router} "
+          f"--cost-weight {result.cost_weight:.6g} \"a query\"")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from core.download import PAPER_FILES, fetch
+    from core.metrics import evaluate
+    from core.trainer import fit
+
+    folder = Path(args.data_dir) if args.data_dir else fetch(PAPER_FILES, "routerdc-7llm")
+    train_files = sorted(folder.glob("*_train.json"))
+    test_files = sorted(folder.glob("*_test.json"))
+    if not train_files or not test_files:
+        raise SystemExit(f"{folder}: expected *_train.json and *_test.json files of the paper")
+    data = RoutingData.from_files(train_files)
+    print(f"1. training a frozen-encoder router on {len(data)} queries from "
+          f"{len(train_files)} tasks, {len(data.llm_names)} LLMs")
+    start = time.perf_counter()
+    router = fit(data, train_encoder=False)
+    router.save(args.out)
+    print(f"   done in {time.perf_counter() - start:.0f} s, saved to {args.out}")
+    print(f"2. evaluating on {len(test_files)} test files (accuracy, %)")
+    print(format_table(evaluate(router, _read_files([str(p) for p in test_files]))))
+    print("3. routing a few queries")
+    for query, decision in zip(DEMO_QUERIES, router.route_batch(list(DEMO_QUERIES))):
+        _print_decision(query, decision)
+    return 0
+
+
+def _print_decision(query: str, decision: Any) -> None:
+    short = " ".join(query.split())
+    print(f"\n{short[:90]}{'...' if len(short) > 90 else ''}")
+    print(f"  -> {decision.llm} (p={decision.probability:.3f})")
+    ranked = ", ".join(f"{name} {decision.probabilities[name]:.3f}" for name in decision.ranking)
+    print(f"     ranking: {ranked}")
+
+
+def format_table(results: dict[str, Any]) -> str:
+    """The eval results as a text table: one row per file, then the average."""
+    files = results["files"]
+    llms = list(next(iter(files.values()))["llms"]) if files else []
+    short = [name.split("/")[-1][:14] for name in llms]
+    header = ["file", "router", *short, "best single", "oracle"]
+    rows = [
+        [name, f["router"], *[f["llms"].get(n, float("nan")) for n in llms], f["best_single"],
+         f["oracle"]]
+        for name, f in files.items()
+    ]
+    average = results["average"]
+    llm_means = [sum(f["llms"].get(n, float("nan")) for f in files.values()) / len(files)
+                 for n in llms]
+    rows.append(["average", average["router"], *llm_means, average["best_single"],
+                 average["oracle"]])
+    cells = [header] + [[r[0], *(f"{v:.2f}" for v in r[1:])] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
+                       enumerate(zip(row, widths))) for row in cells]
+    lines.insert(1, "-" * len(lines[0]))
+    lines.insert(len(lines) - 1, "-" * len(lines[0]))
+    best_name = average.get("best_single_llm", "")
+    return "\n".join(lines) + (f"\nbest single LLM over all files: {best_name}" if best_name else "")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
