@@ -16,8 +16,8 @@ def cluster_queries(embeddings: np.ndarray, num_clusters: int, *, seed: int = 0)
     Embeddings are L2-normalised first, so distances follow cosine similarity, the measure
     the loss uses. With fewer distinct queries than clusters, the cluster count shrinks.
     """
-    if num_clusters < 1:
-        raise ConfigError(f"num_clusters must be >= 1, got {num_clusters!r}")
+    if not isinstance(num_clusters, int) or isinstance(num_clusters, bool) or num_clusters < 1:
+        raise ConfigError(f"num_clusters must be an integer >= 1, got {num_clusters!r}")
     unit = embeddings / np.maximum(np.linalg.norm(embeddings, axis=1, keepdims=True), 1e-12)
     distinct = len(np.unique(unit.round(6), axis=0))
     k = max(1, min(num_clusters, distinct))

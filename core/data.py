@@ -16,6 +16,7 @@ or :class:`~core.errors.DataTypeError` (a ``TypeError``) naming the row and the 
 from __future__ import annotations
 
 import ast
+import csv
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
@@ -257,7 +258,15 @@ class RoutingData:
         if suffix == ".csv":
             import pandas as pd
 
-            frame = pd.read_csv(path)
+            with path.open(encoding="utf-8", newline="") as handle:
+                header = next(csv.reader(handle), [])
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                raise DataError(f"{path}: duplicate columns {repeated}")
+            try:
+                frame = pd.read_csv(path)
+            except (pd.errors.EmptyDataError, pd.errors.ParserError) as err:
+                raise DataError(f"{path}: not a readable CSV file ({err})") from err
             return cls.from_pandas(frame, llm_names=llm_names, task=task, source=str(path))
         if suffix == ".jsonl":
             records = []
@@ -309,11 +318,11 @@ def _check_llm_names(names: Sequence[str]) -> None:
         seen.add(name)
 
 
-def _check_query(query: object, where: str) -> str:
+def _check_query(query: object, where: str, field: str = "query") -> str:
     if not isinstance(query, str):
-        raise DataTypeError(f"{where}, field 'query': expected a string, got {query!r}")
+        raise DataTypeError(f"{where}, field {field!r}: expected a string, got {query!r}")
     if not query.strip():
-        raise DataError(f"{where}, field 'query': the query is empty")
+        raise DataError(f"{where}, field {field!r}: the query is empty")
     return query
 
 
@@ -345,7 +354,7 @@ def _cost(value: object, where: str) -> float:
 def _query_of(record: Mapping[str, Any], where: str) -> str:
     for name in QUERY_FIELDS:
         if name in record:
-            return _check_query(_unwrap_prompt(record[name]), where)
+            return _check_query(_unwrap_prompt(record[name]), where, name)
     raise DataError(f"{where}: no query field; expected one of {list(QUERY_FIELDS)}")
 
 
@@ -369,7 +378,11 @@ def _task_of(record: Mapping[str, Any], default: str | None) -> str | None:
     return default
 
 
-def _resolve_names(declared: Sequence[str] | None, seen: Iterable[str]) -> list[str]:
+def _resolve_names(
+    declared: Sequence[str] | None, seen: Iterable[str], source: str = "data"
+) -> list[str]:
+    if declared is not None and (isinstance(declared, str) or not isinstance(declared, Sequence)):
+        raise DataTypeError(f"{source}: llm_names must be a list of LLM names, got {declared!r}")
     names = list(declared) if declared is not None else list(dict.fromkeys(seen))
     _check_llm_names(names)
     return names
@@ -390,7 +403,7 @@ def _from_routerdc_records(
         if not isinstance(scores, Mapping):
             raise DataTypeError(f"{where}, field 'scores': expected a dict of LLM -> score")
         seen.extend(str(k) for k in scores)
-    names = _resolve_names(declared, seen)
+    names = _resolve_names(declared, seen, source)
     columns = {name: col for col, name in enumerate(names)}
     score_matrix = np.full((len(rows), len(names)), np.nan)
     cost_matrix = np.full_like(score_matrix, np.nan)
@@ -440,7 +453,7 @@ def _from_long_records(
         cost = _cost(record.get("cost"), f"{where}, field 'cost'")
         parsed.append((_query_of(record, where), llm, score, cost, _task_of(record, task)))
         seen.append(llm)
-    names = _resolve_names(declared, seen)
+    names = _resolve_names(declared, seen, source)
     columns = {name: col for col, name in enumerate(names)}
     query_rows: dict[str, int] = {}
     for query, *_ in parsed:
@@ -460,6 +473,11 @@ def _from_long_records(
             cost_sum[r, c] += cost
             cost_count[r, c] += 1
         tasks[r] = tasks[r] or row_task
+    unscored = np.flatnonzero(score_count.sum(axis=1) == 0)
+    if unscored.size:
+        query = list(query_rows)[int(unscored[0])]
+        row = next(i for i, parsed_row in enumerate(parsed) if parsed_row[0] == query)
+        raise DataError(f"{source}, row {row}, field 'score': the query has no score at all")
     with np.errstate(invalid="ignore"):
         scores = np.where(score_count > 0, score_sum / np.maximum(score_count, 1), np.nan)
         costs = np.where(cost_count > 0, cost_sum / np.maximum(cost_count, 1), np.nan)
@@ -480,6 +498,11 @@ def _from_wide_frame(
     source: str,
 ) -> RoutingData:
     columns = [str(c) for c in frame.columns]
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise DataError(f"{source}: duplicate columns {repeated}")
+    if len(frame) == 0:
+        raise DataError(f"{source}: routing data is empty: it needs at least one query")
     query_column = query_column or next((c for c in QUERY_FIELDS if c in columns), None)
     if query_column is None or query_column not in columns:
         raise DataError(f"{source}: no query column; expected one of {list(QUERY_FIELDS)}")
@@ -507,7 +530,7 @@ def _from_wide_frame(
     queries, tasks = [], []
     for row, record in enumerate(records):
         where = f"{source}, row {row}"
-        queries.append(_check_query(_unwrap_prompt(record[query_column]), where))
+        queries.append(_check_query(_unwrap_prompt(record[query_column]), where, query_column))
         row_task = record.get(task_column) if task_column else None
         tasks.append(row_task if isinstance(row_task, str) and row_task else task)
         for col, name in enumerate(names):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.data import RoutingData
+from core.errors import DataError
 
 if TYPE_CHECKING:
     from core.router import Router
@@ -72,6 +73,8 @@ def evaluate(
     Returns ``{"files": {name: {"router", "best_single", "oracle", "llms"}}, "average": {...}}``
     with accuracies in %; averages are over data sets, as the paper averages over tasks.
     """
+    if not datasets:
+        raise DataError("nothing to evaluate: no data sets given")
     files: dict[str, Any] = {}
     for name, data in datasets.items():
         decisions = router.route_batch(data.queries, **routing)

@@ -9,15 +9,15 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerBase
 
 from core.config import RouterConfig
@@ -39,6 +39,8 @@ ENCODER_CONFIG_FILE = "encoder_config.json"
 # Characters kept from the end of a query before tokenising: far more than max_length tokens
 # need, and it keeps a multi-megabyte query from stalling the tokenizer.
 CHARS_PER_TOKEN_BOUND = 16
+# Encoders whose position ids start at padding_idx + 1, two entries past the table's start.
+_OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet", "data2vec-text"}
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -99,6 +101,7 @@ class Router:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.tokenizer.truncation_side = "left"
+        self.max_tokens = _token_limit(config.max_length, tokenizer, model)
         self.history: list[dict[str, Any]] = [dict(h) for h in history]
         # Fast tokenizers reconfigure truncation on every call, which is not thread-safe.
         self._tokenizer_lock = threading.Lock()
@@ -116,7 +119,7 @@ class Router:
         if isinstance(queries, str):
             raise QueryTypeError("expected a list of queries, got a single string")
         checked = []
-        limit = self.config.max_length * CHARS_PER_TOKEN_BOUND
+        limit = self.max_tokens * CHARS_PER_TOKEN_BOUND
         for i, query in enumerate(queries):
             if not isinstance(query, str):
                 raise QueryTypeError(f"query {i}: expected a string, got {type(query).__name__}")
@@ -132,7 +135,7 @@ class Router:
                 list(queries),
                 padding=True,
                 truncation=True,
-                max_length=self.config.max_length,
+                max_length=self.max_tokens,
                 return_tensors="pt",
             )
         return {
@@ -198,7 +201,7 @@ class Router:
 
     def route_batch(
         self,
-        queries: Sequence[str],
+        queries: Iterable[str],
         *,
         cost_weight: float = 0.0,
         costs: Mapping[str, float] | None = None,
@@ -207,6 +210,9 @@ class Router:
         batch_size: int = 64,
     ) -> list[Decision]:
         """Route many queries with batched encoder passes; same options as :meth:`route`."""
+        if isinstance(queries, str):
+            raise QueryTypeError("expected a list of queries, got a single string")
+        queries = list(queries)
         candidates = self.candidates(allowed=allowed, exclude=exclude)
         penalty = self._cost_penalty(candidates, cost_weight, costs)
         if len(queries) == 0:
@@ -255,26 +261,9 @@ class Router:
     def _cost_penalty(
         self, candidates: list[int], cost_weight: float, costs: Mapping[str, float] | None
     ) -> np.ndarray:
-        """w * cost_t / max_t cost_t over the candidates, so w means the same for any prices."""
-        if not np.isfinite(cost_weight) or cost_weight < 0:
-            raise ConfigError(f"cost_weight must be a finite number >= 0, got {cost_weight!r}")
-        if cost_weight == 0:
-            return np.zeros(len(candidates))
-        prices = costs if costs is not None else self.config.costs
-        if prices is None:
-            raise ConfigError(
-                "cost_weight is set but no prices are known: pass costs={llm: dollars} "
-                "or train on data with costs"
-            )
+        """The cost term over the candidates, with the prices seen in training by default."""
         names = [self.config.llm_names[c] for c in candidates]
-        missing = [n for n in names if n not in prices]
-        if missing:
-            raise UnknownLLMError(f"costs: no price for LLMs {missing}")
-        values = np.array([float(prices[n]) for n in names])
-        if not np.isfinite(values).all() or (values < 0).any():
-            raise ConfigError(f"costs must be finite numbers >= 0, got {dict(zip(names, values))}")
-        top = values.max()
-        return cost_weight * values / top if top > 0 else np.zeros(len(candidates))
+        return cost_penalty(names, cost_weight, costs if costs is not None else self.config.costs)
 
     # ------------------------------------------------------------------ persistence
 
@@ -285,9 +274,19 @@ class Router:
         self.config.to_json(folder / CONFIG_FILE)
         encoder_config = self.model.encoder.config.to_dict()
         (folder / ENCODER_CONFIG_FILE).write_text(json.dumps(encoder_config, indent=2))
-        state = {k: v.detach().float().contiguous().cpu() for k, v in self.model.state_dict().items()}
-        save_file(state, str(folder / WEIGHTS_FILE), metadata={"format": "pt"})
-        self.tokenizer.save_pretrained(str(folder))
+        written = self.tokenizer.save_pretrained(str(folder))
+        # Recorded so that load can tell a missing tokenizer file: transformers would otherwise
+        # build a near-empty tokenizer from what is left and route every query as [UNK]s.
+        tokenizer_files = sorted(Path(f).name for f in written if Path(f).parent == folder)
+        metadata = {
+            "format": "pt",
+            "tokenizer_files": json.dumps(tokenizer_files),
+            "tokenizer_size": str(len(self.tokenizer)),
+        }
+        state = {
+            k: v.detach().float().contiguous().cpu() for k, v in self.model.state_dict().items()
+        }
+        save_file(state, str(folder / WEIGHTS_FILE), metadata=metadata)
         # The tokenizer writes its own config.json only for some classes; ours must win.
         self.config.to_json(folder / CONFIG_FILE)
         logger.info("saved router to %s", folder)
@@ -302,17 +301,32 @@ class Router:
                 raise RouterFileError(f"{folder}: missing {name}; is this a saved router?")
         try:
             config = RouterConfig.from_json(folder / CONFIG_FILE)
-            encoder_config_dict = json.loads((folder / ENCODER_CONFIG_FILE).read_text())
-        except (json.JSONDecodeError, TypeError) as err:
-            raise RouterFileError(f"{folder}: unreadable config ({err})") from err
+        except (json.JSONDecodeError, TypeError, ConfigError) as err:
+            raise RouterFileError(f"{folder / CONFIG_FILE}: unreadable config ({err})") from err
         try:
-            state = load_file(str(folder / WEIGHTS_FILE))
+            encoder_config_dict = json.loads((folder / ENCODER_CONFIG_FILE).read_text())
+        except json.JSONDecodeError as err:
+            raise RouterFileError(f"{folder / ENCODER_CONFIG_FILE}: unreadable ({err})") from err
+        try:
+            with safe_open(str(folder / WEIGHTS_FILE), framework="pt") as weights:
+                metadata = weights.metadata() or {}
+                state = {key: weights.get_tensor(key) for key in weights.keys()}  # noqa: SIM118
         except (SafetensorError, OSError) as err:
-            raise RouterFileError(f"{folder / WEIGHTS_FILE}: unreadable or truncated ({err})") from err
-        model_type = encoder_config_dict.pop("model_type", None)
+            raise RouterFileError(
+                f"{folder / WEIGHTS_FILE}: unreadable or truncated ({err})"
+            ) from err
+        model_type = (
+            encoder_config_dict.pop("model_type", None)
+            if isinstance(encoder_config_dict, dict)
+            else None
+        )
         if not model_type:
             raise RouterFileError(f"{folder / ENCODER_CONFIG_FILE}: no model_type")
-        encoder = AutoModel.from_config(AutoConfig.for_model(model_type, **encoder_config_dict))
+        try:
+            encoder_config = AutoConfig.for_model(model_type, **encoder_config_dict)
+            encoder = AutoModel.from_config(encoder_config)
+        except (ValueError, TypeError, KeyError) as err:
+            raise RouterFileError(f"{folder / ENCODER_CONFIG_FILE}: unusable ({err})") from err
         model = RouterDCModel(
             encoder,
             len(config.llm_names),
@@ -330,12 +344,93 @@ class Router:
                 f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
             )
         model.load_state_dict(state)
-        return cls(model, load_tokenizer(folder), config, device=device)
+        return cls(model, _load_saved_tokenizer(folder, metadata), config, device=device)
 
 
 def load(path: str | Path, *, device: str | torch.device = "auto") -> Router:
     """Load a saved router; see :meth:`Router.load`."""
     return Router.load(path, device=device)
+
+
+def cost_penalty(
+    llm_names: Sequence[str], cost_weight: float, costs: Mapping[str, float] | None
+) -> np.ndarray:
+    """The routing-time cost term ``w * cost_t / max_t cost_t`` for each of ``llm_names``.
+
+    A router picks ``argmax_t utility_t - penalty_t``; dividing by the largest price makes
+    ``w`` mean the same for any price list (in dollars, cents or per million tokens).
+
+    Args:
+        llm_names: the LLMs, in column order.
+        cost_weight: w >= 0; 0 gives zeros whatever the prices.
+        costs: dollars per call of each LLM; may be None when ``cost_weight`` is 0.
+
+    Raises:
+        ConfigError: w is negative or not finite, a price is, or w > 0 and no prices.
+        UnknownLLMError: an LLM has no price.
+    """
+    if not _is_number(cost_weight) or not np.isfinite(cost_weight) or cost_weight < 0:
+        raise ConfigError(f"cost_weight must be a finite number >= 0, got {cost_weight!r}")
+    if cost_weight == 0:
+        return np.zeros(len(llm_names))
+    if costs is None:
+        raise ConfigError(
+            "cost_weight is set but no prices are known: pass costs={llm: dollars} "
+            "or train on data with costs"
+        )
+    missing = [n for n in llm_names if n not in costs]
+    if missing:
+        raise UnknownLLMError(f"costs: no price for LLMs {missing}")
+    if not all(_is_number(costs[n]) for n in llm_names):
+        raise ConfigError(f"costs must be finite numbers >= 0, got {dict(costs)}")
+    values = np.array([float(costs[n]) for n in llm_names])
+    if not np.isfinite(values).all() or (values < 0).any():
+        given = dict(zip(llm_names, values.tolist(), strict=True))
+        raise ConfigError(f"costs must be finite numbers >= 0, got {given}")
+    top = values.max()
+    return cost_weight * values / top if top > 0 else np.zeros(len(llm_names))
+
+
+def _load_saved_tokenizer(folder: Path, metadata: Mapping[str, str]) -> PreTrainedTokenizerBase:
+    """The tokenizer saved with a router, checked against what :meth:`Router.save` recorded."""
+    expected = json.loads(metadata.get("tokenizer_files", "[]"))
+    missing = [name for name in expected if not (folder / name).is_file()]
+    if missing:
+        raise RouterFileError(f"{folder}: missing tokenizer files {missing}")
+    try:
+        tokenizer = load_tokenizer(folder)
+    except (OSError, ValueError) as err:
+        raise RouterFileError(f"{folder}: cannot load the tokenizer ({err})") from err
+    size = metadata.get("tokenizer_size")
+    if size is not None and len(tokenizer) != int(size):
+        raise RouterFileError(
+            f"{folder}: the tokenizer has {len(tokenizer)} tokens, the router was saved with {size}"
+        )
+    return tokenizer
+
+
+def _token_limit(max_length: int, tokenizer: PreTrainedTokenizerBase, model: RouterDCModel) -> int:
+    """``max_length``, lowered to what the encoder's position table and tokenizer allow.
+
+    Tokenising to more positions than the encoder has crashes inside torch on a long query.
+    """
+    limits = [max_length]
+    encoder_config = model.encoder.config
+    positions = getattr(encoder_config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        offset = 2 if getattr(encoder_config, "model_type", "") in _OFFSET_POSITIONS else 0
+        limits.append(positions - offset)
+    model_max = getattr(tokenizer, "model_max_length", None)
+    if isinstance(model_max, int) and 0 < model_max < 1_000_000:  # larger means "unset"
+        limits.append(model_max)
+    limit = min(limits)
+    if limit < max_length:
+        logger.info("max_length %d lowered to %d, what the encoder supports", max_length, limit)
+    return limit
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

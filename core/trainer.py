@@ -40,6 +40,8 @@ from core.router import Router, pick_device
 logger = logging.getLogger(__name__)
 
 ClusterSource = Literal["kmeans", "tasks"]
+# Batches sorted by length together, per window (as Hugging Face's group_by_length does).
+LENGTH_WINDOW = 16
 
 
 @dataclass
@@ -69,7 +71,7 @@ def fit(
     data: RoutingData,
     *,
     encoder: str | None = None,
-    train_encoder: bool = True,
+    train_encoder: bool | None = None,
     steps: int | None = None,
     batch_size: int | None = None,
     seed: int | None = None,
@@ -86,7 +88,8 @@ def fit(
     Args:
         data: queries and per-LLM scores (missing scores are masked out of the losses).
         encoder: Hugging Face id or local path; None for the bundled all-MiniLM-L6-v2.
-        train_encoder: fine-tune the encoder (the paper) or freeze it and train the head.
+        train_encoder: fine-tune the encoder (the paper) or freeze it and train the head;
+            None keeps ``config.train_encoder``.
         steps, batch_size, seed: shortcuts for the same fields of ``config``.
         clusters: ``"kmeans"`` (k-means on the untrained encoder's embeddings), ``"tasks"``
             (the data's task labels), or one cluster id per training query.
@@ -102,10 +105,8 @@ def fit(
         The best router by validation accuracy, with ``router.history`` set.
     """
     config = replace(config or TrainConfig(), **overrides)
-    for name, value in (("steps", steps), ("batch_size", batch_size), ("seed", seed)):
-        if value is not None:
-            config = replace(config, **{name: value})
-    config = replace(config, train_encoder=train_encoder)
+    shortcuts = {"steps": steps, "batch_size": batch_size, "seed": seed, "train_encoder": train_encoder}
+    config = replace(config, **{k: v for k, v in shortcuts.items() if v is not None})
     torch.manual_seed(config.seed)
 
     cluster_labels = _given_clusters(data, clusters)
@@ -114,6 +115,8 @@ def fit(
         data, validation = data.subset(train_rows), data.subset(val_rows)
         if cluster_labels is not None:
             cluster_labels = cluster_labels[train_rows]
+    if validation is not None:
+        validation = _align_llms(validation, data.llm_names)
     train_scores = _training_scores(data, cost_rate)
 
     tokenizer, encoder_model = load_encoder(encoder)
@@ -285,15 +288,28 @@ def _batches(
     pooled: torch.Tensor | None,
     config: TrainConfig,
 ) -> Iterator[Batch]:
-    """Endless shuffled batches, reshuffled every epoch, seeded."""
+    """Endless shuffled batches, reshuffled every epoch, seeded.
+
+    With ``group_by_length`` (full mode), each window of ``LENGTH_WINDOW`` batches is sorted by
+    query length before it is cut, so a batch pads to a length close to its own queries'.
+    """
     rng = np.random.default_rng(config.seed)
     score_tensor = torch.tensor(scores, dtype=torch.float32)
     cluster_tensor = torch.tensor(clusters, dtype=torch.long)
+    lengths = np.array([len(q) for q in queries])
     size = min(config.batch_size, len(queries))
     while True:
         order = rng.permutation(len(queries))
-        for start in range(0, len(order) - size + 1, size):
-            rows = order[start : start + size]
+        batches = [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
+        if config.train_encoder and config.group_by_length:
+            window = size * LENGTH_WINDOW
+            order = np.concatenate([
+                chunk[np.argsort(-lengths[chunk], kind="stable")]
+                for chunk in np.array_split(order, max(1, len(order) // window))
+            ])
+            batches = [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
+            batches = [batches[i] for i in rng.permutation(len(batches))]
+        for rows in batches:
             batch = Batch(
                 scores=score_tensor[rows].to(router.device),
                 clusters=cluster_tensor[rows].to(router.device),
@@ -321,6 +337,24 @@ def _given_clusters(data: RoutingData, clusters: ClusterSource | Sequence[int]) 
     return labels_to_ids(labels.tolist())
 
 
+def _align_llms(data: RoutingData, llm_names: list[str]) -> RoutingData:
+    """``data`` with its score columns in ``llm_names`` order (NaN for LLMs it lacks)."""
+    unknown = [n for n in data.llm_names if n not in llm_names]
+    if unknown:
+        raise DataError(f"validation: LLMs {unknown} are not in the training data {llm_names}")
+    if list(data.llm_names) == list(llm_names):
+        return data
+    columns = [data.llm_names.index(n) if n in data.llm_names else -1 for n in llm_names]
+    scores = np.full((len(data), len(llm_names)), np.nan)
+    costs = None if data.costs is None else np.full_like(scores, np.nan)
+    for target, source in enumerate(columns):
+        if source >= 0:
+            scores[:, target] = data.scores[:, source]
+            if costs is not None and data.costs is not None:
+                costs[:, target] = data.costs[:, source]
+    return RoutingData(data.queries, list(llm_names), scores, costs, data.tasks)
+
+
 def _training_scores(data: RoutingData, cost_rate: float) -> np.ndarray:
     """Scores to train on: as given, or less ``cost_rate`` times the normalised price."""
     if cost_rate == 0:
@@ -331,6 +365,8 @@ def _training_scores(data: RoutingData, cost_rate: float) -> np.ndarray:
     if means is None or len(means) < len(data.llm_names):
         raise DataError("cost_rate needs a cost for every LLM in the data")
     prices = np.array([means[n] for n in data.llm_names])
+    if prices.max() == 0:
+        return data.scores
     costs = data.costs if data.costs is not None else np.broadcast_to(prices, data.scores.shape)
     costs = np.where(np.isnan(costs), prices[None, :], costs)
     return data.scores - cost_rate * costs / prices.max()

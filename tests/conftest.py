@@ -11,10 +11,15 @@ import random
 from pathlib import Path
 
 import pytest
+import torch
 from transformers import BertConfig, BertModel
 
 import core
 from core.encoder import load_tokenizer, resolve_encoder
+
+# The test models are tiny: intra-op threads buy nothing, and on a busy shared CPU their
+# spin-waiting made the tiny router's training ten times slower.
+torch.set_num_threads(1)
 
 # Three kinds of query, each answered best by a different LLM.
 TOPICS = {
@@ -52,7 +57,10 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
         intermediate_size=64,
         max_position_embeddings=128,
     )
-    BertModel(config).save_pretrained(folder)
+    with torch.random.fork_rng():  # the same weights every session, global RNG untouched
+        torch.manual_seed(0)
+        encoder = BertModel(config)
+    encoder.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return str(folder)
 

@@ -64,9 +64,13 @@ class SampleLLMLoss(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("top_k_positive", top_k_positive), ("top_k_negative", top_k_negative)):
-            if not isinstance(value, int) or value < 1:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
-        if not 0.0 <= negative_max_score <= 1.0:
+        if (
+            not isinstance(negative_max_score, (int, float))
+            or isinstance(negative_max_score, bool)
+            or not 0.0 <= negative_max_score <= 1.0
+        ):
             raise ConfigError(f"negative_max_score must lie in [0, 1], got {negative_max_score!r}")
         self.top_k_positive = top_k_positive
         self.top_k_negative = top_k_negative

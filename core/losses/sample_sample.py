@@ -60,10 +60,15 @@ class SampleSampleLoss(nn.Module):
 
     def __init__(self, num_negatives: int = 3, temperature: float = 1.0) -> None:
         super().__init__()
-        if not isinstance(num_negatives, int) or num_negatives < 1:
+        is_integer = isinstance(num_negatives, int) and not isinstance(num_negatives, bool)
+        if not is_integer or num_negatives < 1:
             raise ConfigError(f"num_negatives must be an integer >= 1, got {num_negatives!r}")
-        if not temperature > 0:
-            raise ConfigError(f"temperature must be > 0, got {temperature!r}")
+        if (
+            not isinstance(temperature, (int, float))
+            or isinstance(temperature, bool)
+            or not 0 < temperature < float("inf")
+        ):
+            raise ConfigError(f"temperature must be a finite number > 0, got {temperature!r}")
         self.num_negatives = num_negatives
         self.temperature = temperature
 

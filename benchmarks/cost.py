@@ -1,0 +1,607 @@
+"""Cost-aware routing on RouterBench: test accuracy against mean dollars per query.
+
+    python -m benchmarks.cost [--quick] [--seed 0]
+
+Reads ``../shared/data/routerbench/*.csv`` (11 LLMs with their per-query cost), splits the rows
+into train, validation and test (seeded, stratified by task) and measures, on test:
+
+- ``routerdc_routing_time``: one RouterDC router, routed with ``cost_weight`` w swept from 0;
+- ``routerdc_retrained``: RouterDC retrained per cost rate c (``fit(..., cost_rate=c)``);
+- ``knn``, ``linear``, ``zooter``: the baselines of :mod:`benchmarks.baselines` with the same
+  rule ``argmax_t utility_t - w * cost_t / max cost`` (:func:`core.router.cost_penalty`);
+- ``zero_router``: RouterBench's zero router, any mix of single LLMs (their hull);
+- ``oracle``: the true scores with the same rule (best possible at each price),
+  and the cheapest-correct oracle and each single LLM as points;
+- budget calibration: :func:`core.calibration.calibrate` on validation, then the realised test
+  cost and accuracy against the budget asked for.
+
+Every method sees the same frozen all-MiniLM-L6-v2 query vectors (mean pooled); RouterDC trains
+its head and projection on them (``train_encoder=False``). The queries are encoded once: ``fit``
+is called as a user calls it, with its encoding pass served from a cache, and the trained
+routers route (``probabilities``, ``route_batch``, ``calibrate``) with their encoder pass served
+from the same cache. Hyper-parameters and checkpoints are chosen on validation only. Prices in
+the rule are the train split's mean cost per LLM; spending is the recorded per-query cost of
+the chosen LLM; accuracy is the mean 0/1 score of the chosen LLM over all test queries.
+
+AIQ (RouterBench, Hu et al. 2024): the area under the non-decreasing convex hull of
+(cost, accuracy) points, divided by the width of the cost range, here from the cheapest to the
+most expensive single LLM on test. Below a method's cheapest point its curve counts as 0; above
+its most expensive point it stays at its best accuracy.
+
+Writes ``benchmarks/results/cost.json``, ``cost.md`` and ``cost.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import numpy as np
+import torch
+
+import core
+import core.trainer
+from benchmarks.baselines import KNNRouter, LinearRouter, ZooterRouter
+from benchmarks.common import RESULTS, ROUTERBENCH_DATA, provenance, require_data, write_results
+from core.calibration import calibrate
+from core.config import TrainConfig
+from core.metrics import accuracy
+from core.router import cost_penalty
+
+logger = logging.getLogger("benchmarks.cost")
+
+GPT4 = "gpt-4-1106-preview"
+TEST_FRACTION = 0.2
+VALIDATION_FRACTION = 0.2  # of all rows
+BUDGETS = (0.0003, 0.0005, 0.001, 0.0015, 0.002)  # dollars per query
+EXPENSIVE_SHARE = 0.2
+# w in argmax p - w * cost / max cost. RouterDC's probabilities (softmax of cosines) are flat,
+# the baselines' are not, so the grid spans six decades.
+WEIGHTS = (0.0, *np.geomspace(1e-4, 1e2, 61).tolist())
+QUICK_WEIGHTS = (0.0, *np.geomspace(1e-4, 1e2, 19).tolist())
+# c in score - c * cost / max cost. The sample-LLM loss only looks at the order of the scores
+# (top-K positives scoring > 0, bottom-K negatives scoring <= 0.5), and with 0/1 scores any
+# 0 < c < 0.5 gives the same order; the order changes as 1 - c * relative price crosses 0.5
+# and 0 for the expensive LLMs (relative prices 0.7 to 1), hence the grid.
+COST_RATES = (0.0, 0.1, 0.55, 0.7, 0.8, 0.9, 1.05, 1.2, 1.4, 2.0, 5.0)
+QUICK_COST_RATES = (0.0, 0.1, 0.8, 1.2)
+# The frozen-encoder recipe (docs: "fast path"); the head trains in seconds.
+FIT_OPTIONS: dict[str, Any] = {
+    "train_encoder": False,
+    "projection": True,
+    "head_learning_rate": 1e-3,
+    "batch_size": 64,
+    "progress": False,
+}
+
+
+# ---------------------------------------------------------------------- AIQ
+
+
+def non_decreasing_hull(points: np.ndarray) -> np.ndarray:
+    """The upper convex hull of ``(cost, quality)`` points ``(K, 2)``, up to its best quality.
+
+    Any point on it is reachable by routing each query to one of two configurations at random
+    (RouterBench's argument); spending more never has to lower quality, so the hull stops at
+    its highest point. Returns ``(M, 2)``, sorted by cost.
+    """
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    if len(points) == 0:
+        raise ValueError("no points to take the hull of")
+    # The best quality at each cost, by cost.
+    order = np.lexsort((-points[:, 1], points[:, 0]))
+    points = points[order]
+    points = points[np.r_[True, np.diff(points[:, 0]) > 0]]
+    hull: list[np.ndarray] = []
+    for point in points:
+        # Drop the last hull point while it lies on or under the chord to the new point.
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            if (x2 - x1) * (point[1] - y1) - (y2 - y1) * (point[0] - x1) >= 0:
+                hull.pop()
+            else:
+                break
+        hull.append(point)
+    upper = np.array(hull)
+    return upper[: int(np.argmax(upper[:, 1])) + 1]
+
+
+def aiq(points: np.ndarray, cost_range: tuple[float, float]) -> float:
+    """RouterBench's AIQ: mean height of the non-decreasing hull over ``cost_range``.
+
+    The hull counts as 0 below its cheapest point and stays at its best quality beyond its
+    most expensive one.
+    """
+    low, high = cost_range
+    if not high > low:
+        raise ValueError(f"cost_range must be increasing, got {cost_range!r}")
+    hull = non_decreasing_hull(points)
+    start = max(low, hull[0, 0])
+    if start >= high:
+        return 0.0
+    inside = hull[(hull[:, 0] > start) & (hull[:, 0] < high), 0]
+    xs = np.concatenate([[start], inside, [high]])
+    ys = np.interp(xs, hull[:, 0], hull[:, 1])
+    area = float(np.sum(np.diff(xs) * (ys[1:] + ys[:-1]) / 2))
+    return area / (high - low)
+
+
+def hull_value(points: np.ndarray, cost: float) -> float:
+    """Quality of the hull at ``cost`` (0 below its cheapest point)."""
+    hull = non_decreasing_hull(points)
+    return 0.0 if cost < hull[0, 0] else float(np.interp(cost, hull[:, 0], hull[:, 1]))
+
+
+# ---------------------------------------------------------------------- encoding once
+
+EncodingCache = dict[tuple[str, int, str], torch.Tensor]  # (pooling, max_length, query) -> (D,)
+
+
+@contextlib.contextmanager
+def encoding_cache(path: Path | None = None) -> Iterator[EncodingCache]:
+    """Serve ``fit``'s frozen-encoder pass from a per-query cache, so queries encode once.
+
+    Every fit here uses the same encoder, pooling and length limit, which key the cache.
+    With ``path``, the cache is read from and written back to that file (a ``torch.save``
+    of tensors only), so a rerun skips encoding.
+    """
+    original = core.trainer._encode_once
+    cache: EncodingCache = {}
+    if path is not None and path.is_file():
+        stored = torch.load(path, weights_only=True)
+        cache.update(zip(map(tuple, stored["keys"]), stored["vectors"], strict=True))
+        logger.info("read %d encoded queries from %s", len(cache), path)
+
+    def cached(router: core.Router, queries: list[str], config: TrainConfig) -> torch.Tensor:
+        keys = [(config.pooling, config.max_length, q) for q in queries]
+        todo = list(dict.fromkeys(k for k in keys if k not in cache))
+        if todo:
+            fresh = original(router, [k[2] for k in todo], config)
+            cache.update(zip(todo, fresh, strict=True))
+        return torch.stack([cache[k] for k in keys])
+
+    with mock.patch.object(core.trainer, "_encode_once", cached):
+        yield cache
+    if path is not None:
+        keys = list(cache)
+        torch.save({"keys": keys, "vectors": torch.stack([cache[k] for k in keys])}, path)
+
+
+class CachedEncoderRouter(core.Router):
+    """A trained router whose encoder pass is served from the cache.
+
+    Everything past the encoder is the router's own: ``probabilities``, ``route_batch`` and
+    the cost rule, and :func:`core.calibration.calibrate`, which calls them.
+    """
+
+    def __init__(self, router: core.Router, cache: EncodingCache, config: TrainConfig) -> None:
+        super().__init__(router.model, router.tokenizer, router.config, device=router.device)
+        self._cache = cache
+        self._key = (config.pooling, config.max_length)
+
+    @torch.inference_mode()
+    def logits(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        pooled = torch.stack([self._cache[(*self._key, q)] for q in queries])  # (N, D)
+        self.model.eval()
+        logits, _ = self.model.head(pooled.to(self.device))
+        return logits.float().cpu().numpy()
+
+
+# ---------------------------------------------------------------------- measuring
+
+
+class TestSplit:
+    """Test scores and costs, and what a choice of LLM per query gives on them."""
+
+    def __init__(self, data: core.RoutingData, prices: Mapping[str, float]) -> None:
+        assert data.costs is not None
+        self.data = data
+        self.names = list(data.llm_names)
+        self.prices = dict(prices)
+        flat = np.array([prices[n] for n in self.names])
+        self.spend = np.where(np.isnan(data.costs), flat[None, :], data.costs)  # (N, T)
+
+    def point(self, chosen: np.ndarray, **setting: float) -> dict[str, float]:
+        rows = np.arange(len(chosen))
+        return {
+            **setting,
+            "cost": float(self.spend[rows, chosen].mean()),
+            "accuracy": 100 * accuracy(self.data.scores, chosen),
+        }
+
+    def route(self, utilities: np.ndarray, cost_weight: float) -> np.ndarray:
+        penalty = cost_penalty(self.names, cost_weight, self.prices)
+        return np.argmax(utilities - penalty[None, :], axis=1)
+
+    def sweep(self, utilities: np.ndarray, weights: Sequence[float]) -> list[dict[str, float]]:
+        return [self.point(self.route(utilities, w), cost_weight=w) for w in weights]
+
+
+def curve_entry(points: list[dict[str, float]], cost_range: tuple[float, float]) -> dict[str, Any]:
+    xy = np.array([[p["cost"], p["accuracy"]] for p in points])
+    return {
+        "aiq": aiq(xy, cost_range),
+        "points": points,
+        "hull": non_decreasing_hull(xy).tolist(),
+        "best_accuracy": float(xy[:, 1].max()),
+    }
+
+
+def split_rows(data: core.RoutingData, seed: int) -> dict[str, np.ndarray]:
+    rest, test = data.split_indices(TEST_FRACTION, seed=seed)
+    rest_data = data.subset(rest)
+    train, validation = rest_data.split_indices(
+        VALIDATION_FRACTION / (1 - TEST_FRACTION), seed=seed
+    )
+    return {"train": rest[train], "validation": rest[validation], "test": test}
+
+
+def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, Any]:
+    started = time.perf_counter()
+    folder = require_data(ROUTERBENCH_DATA)
+    data = core.RoutingData.from_files(sorted(folder.glob("*.csv")))
+    rows = split_rows(data, seed)
+    train, validation, test = (data.subset(rows[k]) for k in ("train", "validation", "test"))
+    tasks = data.tasks or [""] * len(data)
+    split = {
+        "seed": seed,
+        "fractions": {
+            "train": 1 - TEST_FRACTION - VALIDATION_FRACTION,
+            "validation": VALIDATION_FRACTION,
+            "test": TEST_FRACTION,
+        },
+        "stratified_by": "task (eval_name)",
+        "queries": {
+            name: {t: int(sum(tasks[i] == t for i in idx)) for t in dict.fromkeys(tasks)}
+            | {"total": len(idx)}
+            for name, idx in rows.items()
+        },
+    }
+    logger.info("split: %s", split["queries"])
+    steps = 300 if quick else TrainConfig().steps
+    weights = QUICK_WEIGHTS if quick else WEIGHTS
+    cost_rates = QUICK_COST_RATES if quick else COST_RATES
+    options = {**FIT_OPTIONS, "steps": steps, "seed": seed, "validation": validation}
+    recipe = TrainConfig(**{k: v for k, v in options.items() if k in TrainConfig.__annotations__})
+    prices = train.mean_costs()
+    assert prices is not None
+    measure = TestSplit(test, prices)
+    single = {name: measure.point(np.full(len(test), i)) for i, name in enumerate(measure.names)}
+    cost_range = (
+        min(p["cost"] for p in single.values()),
+        max(p["cost"] for p in single.values()),
+    )
+
+    methods: dict[str, dict[str, Any]] = {}
+    with encoding_cache(cache_file) as cache:
+        trained = core.fit(train, **options)
+        assert trained.config.costs == prices
+        core.trainer._encode_once(trained, test.queries, recipe)  # into the cache
+        logger.info("encoded %d queries (%.0f s)", len(cache), time.perf_counter() - started)
+        router = CachedEncoderRouter(trained, cache, recipe)
+        methods["routerdc_routing_time"] = curve_entry(
+            measure.sweep(router.probabilities(test.queries), weights), cost_range
+        )
+        methods["routerdc_routing_time"]["settings"] = {"steps": steps, "cost_rate": 0.0}
+
+        retrained = []
+        for rate in cost_rates:
+            # Validation accuracy ignores cost, so picking the checkpoint by it would undo the
+            # cost rate: keep the last step instead (validate only there).
+            model = CachedEncoderRouter(
+                core.fit(train, cost_rate=rate, eval_every=steps, **options), cache, recipe
+            )
+            chosen = model.probabilities(test.queries).argmax(axis=1)
+            retrained.append(measure.point(chosen, cost_rate=rate))
+            logger.info("retrained with cost_rate %g: %s", rate, retrained[-1])
+        methods["routerdc_retrained"] = curve_entry(retrained, cost_range)
+        methods["routerdc_retrained"]["settings"] = {"steps": steps, "checkpoint": "last step"}
+
+    key = (recipe.pooling, recipe.max_length)
+    arrays = {
+        name: torch.stack([cache[(*key, q)] for q in part.queries]).numpy()
+        for name, part in (("train", train), ("validation", validation), ("test", test))
+    }
+    for baseline in (KNNRouter(), LinearRouter(), ZooterRouter(seed=seed)):
+        baseline.fit(arrays["train"], train.scores, arrays["validation"], validation.scores)
+        entry = curve_entry(measure.sweep(baseline.utilities(arrays["test"]), weights), cost_range)
+        entry["settings"] = {"validation_accuracy": baseline.validation}
+        methods[baseline.name] = entry
+        logger.info("%s: AIQ %.2f", baseline.name, entry["aiq"])
+
+    methods["zero_router"] = curve_entry(
+        [dict(p, llm=name) for name, p in single.items()], cost_range
+    )
+    truth = np.nan_to_num(test.scores, nan=-1.0)
+    methods["oracle"] = curve_entry(measure.sweep(truth, weights), cost_range)
+    best = truth.max(axis=1, keepdims=True)
+    cheapest_correct = np.argmin(np.where(truth == best, measure.spend, np.inf), axis=1)
+    oracle_points = {"cheapest_correct_oracle": measure.point(cheapest_correct)}
+
+    calibration = calibrate_on_validation(router, validation, test, measure)
+    targets = check_targets(methods, single, calibration)
+    settings = {
+        "quick": quick,
+        "seed": seed,
+        "steps": steps,
+        "torch_threads": torch.get_num_threads(),
+        "fit_options": {k: v for k, v in options.items() if k != "validation"},
+        "cost_weights": list(weights),
+        "cost_rates": list(cost_rates),
+        "budgets": list(BUDGETS),
+        "expensive_share": EXPENSIVE_SHARE,
+        "encoder": trained.config.encoder,
+        "accuracy": "mean 0/1 score of the chosen LLM over all test queries, in %",
+        "cost": "mean recorded dollars per test query of the chosen LLM",
+        "rule_prices": prices,
+    }
+    return {
+        "provenance": provenance(settings),
+        "split": split,
+        "cost_range": list(cost_range),
+        "methods": methods,
+        "single_llms": single,
+        "oracles": oracle_points,
+        "calibration": calibration,
+        "targets": targets,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def calibrate_on_validation(
+    router: core.Router,
+    validation: core.RoutingData,
+    test: core.RoutingData,
+    measure: TestSplit,
+) -> list[dict[str, Any]]:
+    """Calibrate on validation for each target, then route the test queries with the weight."""
+    out = []
+    targets = [{"budget": b} for b in BUDGETS] + [{"expensive_share": EXPENSIVE_SHARE}]
+    columns = {name: i for i, name in enumerate(measure.names)}
+    for target in targets:
+        found = calibrate(router, validation, **target)
+        decisions = router.route_batch(
+            test.queries, cost_weight=found.cost_weight, costs=found.costs
+        )
+        chosen = np.array([columns[d.llm] for d in decisions])
+        realised = measure.point(chosen)
+        row = {
+            **target,
+            "cost_weight": found.cost_weight,
+            "validation_cost": found.expected_cost,
+            "validation_accuracy": 100 * found.expected_accuracy,
+            "validation_expensive_share": found.expensive_share,
+            "test_cost": realised["cost"],
+            "test_accuracy": realised["accuracy"],
+            "test_expensive_share": float(np.mean(chosen == columns[found.most_expensive_llm])),
+        }
+        if "budget" in target:
+            row["test_cost_over_budget"] = realised["cost"] / target["budget"] - 1
+        logger.info("calibration %s", row)
+        out.append(row)
+    return out
+
+
+def check_targets(
+    methods: Mapping[str, Mapping[str, Any]],
+    single: Mapping[str, Mapping[str, float]],
+    calibration: Sequence[Mapping[str, Any]],
+) -> dict[str, Any]:
+    baselines = ("knn", "linear", "zooter", "zero_router")
+    routerdc = ("routerdc_routing_time", "routerdc_retrained")
+    best_routerdc = max(methods[m]["aiq"] for m in routerdc)
+    gpt4 = single[GPT4]
+    close = {n: p for n, p in single.items() if n != GPT4 and p["accuracy"] >= gpt4["accuracy"] - 2}
+    if close:
+        reference = min(close, key=lambda n: close[n]["cost"])
+        cost_target, why = close[reference]["cost"], f"cost of {reference}"
+    else:
+        cost_target, why = gpt4["cost"] / 2, f"half of {GPT4}'s cost (no other LLM within 2 points)"
+    at_target = {}
+    for name in (*routerdc, *baselines[:3]):
+        points = methods[name]["points"]
+        affordable = [p["accuracy"] for p in points if p["cost"] <= cost_target]
+        xy = np.array([[p["cost"], p["accuracy"]] for p in points])
+        best_point = max(affordable) if affordable else None
+        at_target[name] = {
+            "best_point_accuracy": best_point,
+            "hull_accuracy": hull_value(xy, cost_target),
+            "gap_to_gpt4": None if best_point is None else best_point - gpt4["accuracy"],
+        }
+    budgets = [row for row in calibration if "budget" in row]
+    return {
+        "aiq_above_every_baseline": {
+            m: {b: methods[m]["aiq"] > methods[b]["aiq"] for b in baselines} for m in routerdc
+        },
+        "best_routerdc_aiq_above_every_baseline": all(
+            best_routerdc > methods[b]["aiq"] for b in baselines
+        ),
+        "gpt4_accuracy": gpt4["accuracy"],
+        "gpt4_cost": gpt4["cost"],
+        "cost_target": cost_target,
+        "cost_target_is": why,
+        "accuracy_at_cost_target": at_target,
+        "routerdc_matches_gpt4_at_cost_target": any(
+            at_target[m]["gap_to_gpt4"] is not None and at_target[m]["gap_to_gpt4"] >= 0
+            for m in routerdc
+        ),
+        "calibration_within_10_percent": {
+            str(row["budget"]): abs(row["test_cost_over_budget"]) <= 0.10 for row in budgets
+        },
+    }
+
+
+# ---------------------------------------------------------------------- report
+
+
+def markdown(result: dict[str, Any]) -> str:
+    settings = result["provenance"]["settings"]
+    lines = [
+        "# Cost-aware routing on RouterBench",
+        "",
+        f"Test accuracy against mean cost per query, {len(result['single_llms'])} LLMs, "
+        f"seed {settings['seed']}{' (quick run)' if settings['quick'] else ''}. "
+        f"Every router sees frozen {settings['encoder']} query vectors; RouterDC trains its "
+        f"head ({settings['steps']} steps). AIQ: area under the non-decreasing convex hull of "
+        f"(cost, accuracy), normalised over the single LLMs' cost range "
+        f"${result['cost_range'][0]:.6f} to ${result['cost_range'][1]:.6f}.",
+        "",
+        "## Split (stratified by task)",
+        "",
+        "| split | " + " | ".join(next(iter(result["split"]["queries"].values()))) + " |",
+        "|---|" + "---:|" * len(next(iter(result["split"]["queries"].values()))),
+    ]
+    for name, counts in result["split"]["queries"].items():
+        lines.append(f"| {name} | " + " | ".join(str(v) for v in counts.values()) + " |")
+    lines += [
+        "",
+        "## AIQ per method (test)",
+        "",
+        "| method | AIQ (%) | best accuracy (%) | points |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, entry in sorted(result["methods"].items(), key=lambda kv: -kv[1]["aiq"]):
+        lines.append(
+            f"| {name} | {entry['aiq']:.2f} | {entry['best_accuracy']:.2f} | "
+            f"{len(entry['points'])} |"
+        )
+    lines += ["", "## Single LLMs and oracles (test)", "", "| | cost ($/query) | accuracy (%) |"]
+    lines.append("|---|---:|---:|")
+    points = {**result["single_llms"], **result["oracles"]}
+    for name, p in sorted(points.items(), key=lambda kv: kv[1]["cost"]):
+        lines.append(f"| {name} | {p['cost']:.6f} | {p['accuracy']:.2f} |")
+    targets = result["targets"]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        f"- RouterDC's AIQ above every baseline's: "
+        f"**{targets['best_routerdc_aiq_above_every_baseline']}** "
+        f"({targets['aiq_above_every_baseline']}).",
+        f"- gpt-4 accuracy {targets['gpt4_accuracy']:.2f}% at ${targets['gpt4_cost']:.6f}; "
+        f"cost target ${targets['cost_target']:.6f} ({targets['cost_target_is']}). "
+        f"RouterDC matches gpt-4 there: **{targets['routerdc_matches_gpt4_at_cost_target']}**.",
+        "",
+        "| method | best point at <= target (%) | hull at target (%) | gap to gpt-4 (points) |",
+        "|---|---:|---:|---:|",
+    ]
+    for name, row in targets["accuracy_at_cost_target"].items():
+        best = row["best_point_accuracy"]
+        gap = row["gap_to_gpt4"]
+        lines.append(
+            f"| {name} | {'-' if best is None else f'{best:.2f}'} | {row['hull_accuracy']:.2f} | "
+            f"{'-' if gap is None else f'{gap:+.2f}'} |"
+        )
+    lines += [
+        "",
+        "## Budget calibration (found on validation, measured on test)",
+        "",
+        "| target | cost weight | validation $/query | test $/query | test vs budget | "
+        "test accuracy (%) | share to gpt-4 (test) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in result["calibration"]:
+        target = (
+            f"budget ${row['budget']:.4f}"
+            if "budget" in row
+            else f"expensive share {row['expensive_share']:.0%}"
+        )
+        versus = f"{row['test_cost_over_budget']:+.1%}" if "budget" in row else "-"
+        lines.append(
+            f"| {target} | {row['cost_weight']:.4g} | {row['validation_cost']:.6f} | "
+            f"{row['test_cost']:.6f} | {versus} | {row['test_accuracy']:.2f} | "
+            f"{row['test_expensive_share']:.1%} |"
+        )
+    lines += ["", f"Within 10% of the budget: {targets['calibration_within_10_percent']}.", ""]
+    lines.append(f"Run time: {result['seconds']:.0f} s. Plot: `cost.png`.")
+    return "\n".join(lines)
+
+
+def plot(result: dict[str, Any], path: Any) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (curves, budgets) = plt.subplots(1, 2, figsize=(14, 6), width_ratios=(2, 1))
+    styles = {
+        "routerdc_routing_time": ("tab:red", "-"),
+        "routerdc_retrained": ("tab:orange", "-"),
+        "knn": ("tab:blue", "--"),
+        "linear": ("tab:green", "--"),
+        "zooter": ("tab:purple", "--"),
+        "zero_router": ("tab:gray", ":"),
+        "oracle": ("black", ":"),
+    }
+    for name, entry in result["methods"].items():
+        color, line = styles.get(name, (None, "-"))
+        xy = np.array(sorted((p["cost"], p["accuracy"]) for p in entry["points"]))
+        hull = np.array(entry["hull"])
+        curves.plot(
+            hull[:, 0], hull[:, 1], line, color=color, label=f"{name} (AIQ {entry['aiq']:.1f})"
+        )
+        curves.plot(xy[:, 0], xy[:, 1], ".", color=color, alpha=0.5, markersize=4)
+    for name, p in result["single_llms"].items():
+        curves.plot(p["cost"], p["accuracy"], "o", color="tab:gray")
+        curves.annotate(name.split("/")[-1], (p["cost"], p["accuracy"]), fontsize=7)
+    for name, p in result["oracles"].items():
+        curves.plot(p["cost"], p["accuracy"], "*", color="black", markersize=10, label=name)
+    curves.set_xscale("log")
+    curves.set_xlabel("mean cost per query ($, log scale)")
+    curves.set_ylabel("test accuracy (%)")
+    curves.set_title("RouterBench: accuracy against cost (hull lines, raw points dotted)")
+    curves.legend(fontsize=8, loc="lower right")
+    curves.grid(alpha=0.3)
+
+    rows = [r for r in result["calibration"] if "budget" in r]
+    asked = np.array([r["budget"] for r in rows])
+    budgets.plot(asked, [r["test_cost"] for r in rows], "o-", color="tab:red", label="test")
+    budgets.plot(
+        asked, [r["validation_cost"] for r in rows], "x--", color="tab:orange", label="validation"
+    )
+    budgets.plot(asked, asked, ":", color="black", label="budget")
+    budgets.fill_between(asked, asked * 0.9, asked * 1.1, color="gray", alpha=0.2, label="±10%")
+    budgets.set_xlabel("budget asked ($ per query)")
+    budgets.set_ylabel("realised mean cost ($ per query)")
+    budgets.set_title("calibrate(router, validation, budget=...)")
+    budgets.legend(fontsize=8)
+    budgets.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer points and training steps")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the split and every fit")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: the head's small steps gain nothing from more, and on "
+        "a shared CPU more threads only wait on each other)",
+    )
+    parser.add_argument(
+        "--encoding-cache",
+        type=Path,
+        help="keep the encoded queries in this file (outside the repository) across runs",
+    )
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    result = run(quick=args.quick, seed=args.seed, cache_file=args.encoding_cache)
+    json_path, md_path = write_results("cost", result, markdown(result))
+    plot(result, RESULTS / "cost.png")
+    logger.info("wrote %s, %s and %s", json_path, md_path, RESULTS / "cost.png")
+
+
+if __name__ == "__main__":
+    main()

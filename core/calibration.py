@@ -1,0 +1,279 @@
+"""Calibrating the routing-time cost weight to a budget: ``calibrate(router, validation, ...)``.
+
+A router picks ``argmax_t p(t|x) - w * cost_t / max cost`` (see :func:`core.router.cost_penalty`).
+As ``w`` grows, each query can only move to a cheaper LLM, so its choice changes at no more than
+``T - 1`` values of ``w``. :func:`calibrate` computes ``p(t|x)`` on the validation queries once,
+finds every such change point, and measures the mean cost, the accuracy and the share of calls to
+the most expensive LLM between each pair of them: an exact search, with no grid to tune.
+
+Example:
+    >>> calibration = core.calibrate(router, validation, budget=0.001)  # doctest: +SKIP
+    >>> router.route(query, cost_weight=calibration.cost_weight,        # doctest: +SKIP
+    ...              costs=calibration.costs)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from core.data import RoutingData
+from core.errors import ConfigError, DataError, UnknownLLMError
+from core.metrics import accuracy, metric_scores
+from core.router import cost_penalty
+
+if TYPE_CHECKING:
+    from core.router import Router
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Calibration", "calibrate"]
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The cost weight that meets a target, and what it gave on the validation queries.
+
+    Attributes:
+        cost_weight: the ``w`` to route with.
+        costs: the prices the weight was found with; pass them to ``route`` along with it
+            (they are the router's own training prices unless others were given).
+        expected_cost: mean dollars per query on the validation queries.
+        expected_accuracy: accuracy on the validation queries, in [0, 1].
+        expensive_share: share of validation queries sent to ``most_expensive_llm``.
+        most_expensive_llm: the LLM with the highest price.
+        budget: the budget asked for (dollars per query), or None.
+        target_expensive_share: the share asked for, or None.
+        num_queries: validation queries the estimates come from.
+    """
+
+    cost_weight: float
+    costs: dict[str, float]
+    expected_cost: float
+    expected_accuracy: float
+    expensive_share: float
+    most_expensive_llm: str
+    budget: float | None
+    target_expensive_share: float | None
+    num_queries: int
+
+
+def calibrate(
+    router: Router,
+    validation: RoutingData,
+    *,
+    budget: float | None = None,
+    expensive_share: float | None = None,
+    costs: Mapping[str, float] | None = None,
+    binary: bool | None = None,
+) -> Calibration:
+    """The cost weight with the best validation accuracy that stays within a target.
+
+    Args:
+        router: a trained router.
+        validation: queries the router did not train on, scored for every LLM it routes to.
+        budget: mean dollars per query not to exceed.
+        expensive_share: share of calls to the most expensive LLM not to exceed, in [0, 1].
+            Give exactly one of ``budget`` and ``expensive_share``.
+        costs: dollars per call of each LLM. Default: the per-query costs in ``validation``
+            measure the spending and the router's training prices drive the rule (the prices
+            ``route`` uses by default); else the router's training prices for both.
+        binary: how accuracy counts scores; see :mod:`core.metrics`.
+
+    Returns:
+        The weight, the prices it goes with, and the validation cost, accuracy and share.
+        Among weights of equal accuracy the smallest is kept (it spends the most of the
+        budget).
+
+    Raises:
+        ConfigError: not exactly one target, a target out of range, no prices, or a budget
+            below the cost of always routing to the cheapest LLM.
+        DataError: ``validation`` lacks scores for an LLM of the router.
+        UnknownLLMError: ``costs`` lacks a price for an LLM of the router.
+    """
+    _check_target(budget, expensive_share)
+    names = router.llm_names
+    columns = _columns(names, validation)
+    scores = metric_scores(validation.scores[:, columns], binary)  # (N, T), NaN where unscored
+    prices, spend = _prices(router, validation, columns, costs)  # dict, (N, T) dollars
+    relative = cost_penalty(names, 1.0, prices)  # (T,) cost_t / max cost
+    if relative.max() <= 0:
+        raise ConfigError(f"every LLM costs 0 ({prices}): a cost weight changes nothing")
+    expensive = relative == relative.max()  # (T,) the most expensive LLM(s)
+
+    probabilities = router.probabilities(validation.queries).astype(np.float64)  # (N, T)
+    weights, mean_costs, accuracies, shares = _sweep(
+        probabilities, relative, scores, spend, expensive
+    )
+    if budget is not None:
+        feasible = mean_costs <= budget * (1 + 1e-9)
+        what, asked, floor = "budget", budget, mean_costs.min()
+    else:
+        assert expensive_share is not None
+        feasible = shares <= expensive_share + 1e-12
+        what, asked, floor = "expensive_share", expensive_share, shares.min()
+    if not feasible.any():
+        raise ConfigError(
+            f"{what}={asked!r} cannot be met on the validation data: the lowest any cost "
+            f"weight reaches is {floor:.6g} (every query to the cheapest LLM)"
+        )
+    best = int(np.argmax(np.where(feasible, accuracies, -np.inf)))  # first: the smallest weight
+    weight = float(weights[best])
+
+    # Report what the rule itself does at that weight, not the sweep's bookkeeping.
+    chosen = np.argmax(probabilities - cost_penalty(names, weight, prices)[None, :], axis=1)
+    rows = np.arange(len(chosen))
+    result = Calibration(
+        cost_weight=weight,
+        costs=dict(prices),
+        expected_cost=float(spend[rows, chosen].mean()),
+        expected_accuracy=accuracy(scores, chosen, binary=False),
+        expensive_share=float(expensive[chosen].mean()),
+        most_expensive_llm=names[int(np.argmax(relative))],
+        budget=budget,
+        target_expensive_share=expensive_share,
+        num_queries=len(validation),
+    )
+    logger.info(
+        "calibrated cost_weight=%.4g: $%.6f per query, accuracy %.4f, %.1f%% to %s",
+        result.cost_weight,
+        result.expected_cost,
+        result.expected_accuracy,
+        100 * result.expensive_share,
+        result.most_expensive_llm,
+    )
+    return result
+
+
+def _check_target(budget: float | None, expensive_share: float | None) -> None:
+    if (budget is None) == (expensive_share is None):
+        raise ConfigError(
+            f"pass exactly one of budget= and expensive_share=, got budget={budget!r}, "
+            f"expensive_share={expensive_share!r}"
+        )
+    if budget is not None and not (_is_number(budget) and math.isfinite(budget) and budget > 0):
+        raise ConfigError(f"budget must be a finite number of dollars > 0, got {budget!r}")
+    if expensive_share is not None and not (
+        _is_number(expensive_share) and 0.0 <= expensive_share <= 1.0
+    ):
+        raise ConfigError(f"expensive_share must lie in [0, 1], got {expensive_share!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _columns(names: Sequence[str], validation: RoutingData) -> np.ndarray:
+    """Column of each router LLM in the validation data."""
+    known = {name: col for col, name in enumerate(validation.llm_names)}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise DataError(
+            f"validation data has no scores for LLMs {missing}; it needs every LLM the router "
+            f"routes to (it has {list(validation.llm_names)})"
+        )
+    return np.array([known[n] for n in names])
+
+
+def _prices(
+    router: Router,
+    validation: RoutingData,
+    columns: np.ndarray,
+    costs: Mapping[str, float] | None,
+) -> tuple[dict[str, float], np.ndarray]:
+    """Prices for the rule, and dollars spent per (query, LLM) ``(N, T)``."""
+    names = router.llm_names
+    rule = costs if costs is not None else router.config.costs
+    if rule is None and validation.costs is not None:
+        rule = validation.mean_costs()
+    if rule is None:
+        raise ConfigError(
+            "calibrate needs prices and none are known: pass costs={llm: dollars}, give "
+            "validation data with costs ('<llm>|total_cost' columns or a 'costs' field), or "
+            "use a router trained on data with costs"
+        )
+    missing = [n for n in names if n not in rule]
+    if missing:
+        source = "costs" if costs is not None else "the router's training prices"
+        raise UnknownLLMError(f"{source}: no price for LLMs {missing}; pass costs={{llm: dollars}}")
+    prices = {n: float(rule[n]) for n in names}
+    flat = np.array([prices[n] for n in names])  # (T,)
+    if costs is not None or validation.costs is None:
+        spend = np.broadcast_to(flat, (len(validation), len(names))).copy()
+    else:
+        observed = validation.costs[:, columns]
+        spend = np.where(np.isnan(observed), flat[None, :], observed)
+    return prices, spend
+
+
+def _sweep(
+    probabilities: np.ndarray,
+    relative: np.ndarray,
+    scores: np.ndarray,
+    spend: np.ndarray,
+    expensive: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every distinct routing of the validation queries as ``w`` grows from 0.
+
+    Returns ``(weights, mean_costs, accuracies, shares)``, one entry per interval of ``w`` over
+    which no choice changes; each weight lies inside its interval (the first is 0), so routing
+    with it reproduces that interval's choices without depending on how ties are broken.
+    """
+    rows = np.arange(len(probabilities))
+    chosen = probabilities.argmax(axis=1)  # (N,) the choices at w = 0
+    events = sorted(
+        (switch, row, to)
+        for row in rows
+        for switch, to in _switches(probabilities[row], relative, int(chosen[row]))
+    )
+    known = ~np.isnan(scores)
+    filled = np.where(known, scores, 0.0)
+    # Running sums over the queries, updated one switch at a time.
+    cost_sum = float(spend[rows, chosen].sum())
+    score_sum = float(filled[rows, chosen].sum())
+    scored = int(known[rows, chosen].sum())
+    expensive_count = int(expensive[chosen].sum())
+    table = [(0.0, cost_sum, score_sum, scored, expensive_count)]
+    for i, (switch, row, to) in enumerate(events):
+        was = chosen[row]
+        cost_sum += spend[row, to] - spend[row, was]
+        score_sum += filled[row, to] - filled[row, was]
+        scored += int(known[row, to]) - int(known[row, was])
+        expensive_count += int(expensive[to]) - int(expensive[was])
+        chosen[row] = to
+        following = events[i + 1][0] if i + 1 < len(events) else None
+        if following == switch:
+            continue  # more switches at this very weight
+        if following is None:
+            following = 2 * switch if switch > 0 else 1.0
+        table.append(((switch + following) / 2, cost_sum, score_sum, scored, expensive_count))
+    weights, costs, score_sums, scored_counts, expensive_counts = np.array(table).T
+    accuracies = np.divide(
+        score_sums, scored_counts, out=np.zeros_like(score_sums), where=scored_counts > 0
+    )
+    return weights, costs / len(rows), accuracies, expensive_counts / len(rows)
+
+
+def _switches(row: np.ndarray, relative: np.ndarray, start: int) -> list[tuple[float, int]]:
+    """``(w, llm)``: where one query's choice moves to a cheaper LLM, in increasing ``w``.
+
+    The chosen LLM ``c`` loses to a cheaper ``t`` once ``p_c - w r_c < p_t - w r_t``, that is
+    for ``w > (p_c - p_t) / (r_c - r_t)``; of those that cross first the cheapest wins after.
+    """
+    out: list[tuple[float, int]] = []
+    current, weight = start, 0.0
+    while True:
+        cheaper = np.flatnonzero(relative < relative[current])
+        if cheaper.size == 0:
+            return out
+        crossing = (row[current] - row[cheaper]) / (relative[current] - relative[cheaper])
+        first = crossing.min()
+        tied = cheaper[crossing == first]
+        current = int(tied[np.argmin(relative[tied])])
+        weight = max(weight, float(first))
+        out.append((weight, current))

@@ -1,0 +1,94 @@
+"""The dataclass configs: validated when built, saved and read back as JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from core import ConfigError, RouterConfig, TrainConfig
+
+
+def test_train_config_defaults_are_the_papers() -> None:
+    config = TrainConfig()
+    assert (config.learning_rate, config.batch_size, config.steps) == (5e-5, 64, 1000)
+    assert (config.temperature, config.top_k_positive, config.top_k_negative) == (1.0, 3, 3)
+    assert (config.num_hard_negatives, config.sample_sample_weight) == (3, 1.0)
+    assert (config.num_clusters, config.validation_fraction, config.max_length) == (5, 0.1, 512)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("steps", 0),
+        ("steps", 1.5),
+        ("steps", True),
+        ("batch_size", -1),
+        ("top_k_positive", 0),
+        ("top_k_negative", 0),
+        ("num_clusters", 0),
+        ("eval_every", 0),
+        ("encode_batch_size", 0),
+        ("num_hard_negatives", 0),
+        ("learning_rate", 0.0),
+        ("learning_rate", float("nan")),
+        ("head_learning_rate", -1e-3),
+        ("weight_decay", -0.1),
+        ("temperature", 0.0),
+        ("temperature", float("inf")),
+        ("sample_sample_weight", -1.0),
+        ("negative_max_score", 1.5),
+        ("validation_fraction", 1.0),
+        ("validation_fraction", -0.1),
+        ("pooling", "max"),
+        ("max_length", 4),
+    ],
+)
+def test_a_bad_train_config_value_is_a_config_error_naming_field_and_value(
+    field: str, value: Any
+) -> None:
+    with pytest.raises(ConfigError, match=field) as caught:
+        TrainConfig(**{field: value})
+    assert isinstance(caught.value, ValueError)
+    assert repr(value) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"llm_names": ["only"]}, "at least two"),
+        ({"llm_names": ["a", "a"]}, "duplicates"),
+        ({"llm_names": ["a", "b"], "pooling": "max"}, "pooling"),
+        ({"llm_names": ["a", "b"], "temperature": 0.0}, "temperature"),
+        ({"llm_names": ["a", "b"], "max_length": 2}, "max_length"),
+    ],
+)
+def test_a_bad_router_config_is_a_config_error(options: dict[str, Any], named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        RouterConfig(**options)
+
+
+def test_router_config_round_trips_through_json(tmp_path: Path) -> None:
+    config = RouterConfig(
+        llm_names=["b", "a"],
+        encoder="some/encoder",
+        pooling="first",
+        temperature=0.5,
+        max_length=128,
+        projection=True,
+        costs={"a": 0.01, "b": 0.001},
+        version="0.1.0",
+    )
+    path = tmp_path / "config.json"
+    config.to_json(path)
+    assert json.loads(path.read_text())["llm_names"] == ["b", "a"]
+    assert RouterConfig.from_json(path) == config
+
+
+def test_router_config_json_with_unknown_fields_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"llm_names": ["a", "b"], "surprise": 1}))
+    with pytest.raises(ConfigError, match="surprise"):
+        RouterConfig.from_json(path)
