@@ -42,7 +42,7 @@ def git_commit() -> str:
 def provenance(settings: dict[str, Any]) -> dict[str, Any]:
     """Command, commit, time, machine and settings, to put at the top of a results file."""
     return {
-        "command": " ".join(["python", "-m", *sys.argv]) if sys.argv else "",
+        "command": " ".join(["python", *sys.orig_argv[1:]]),
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {

@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 from core.config import RouterConfig, TrainConfig
 from core.data import RoutingData
 from core.errors import (
+    AllLLMsFailedError,
     ConfigError,
     DataError,
     DataTypeError,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from core.trainer import fit
 
 __all__ = [
+    "AllLLMsFailedError",
     "ConfigError",
     "DataError",
     "DataTypeError",

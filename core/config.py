@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,6 +17,8 @@ from core.errors import ConfigError
 Pooling = Literal["first", "mean"]
 POOLINGS: tuple[str, ...] = ("first", "mean")
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+# A frozen encoder leaves the head alone to learn; it needs a far larger step than fine-tuning.
+FROZEN_HEAD_LEARNING_RATE = 1e-3
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -89,8 +91,8 @@ class TrainConfig:
         steps: optimizer steps.
         batch_size: queries per step.
         learning_rate: AdamW learning rate for the encoder.
-        head_learning_rate: learning rate of the LLM embeddings and projection
-            (defaults to ``learning_rate``).
+        head_learning_rate: learning rate of the LLM embeddings and projection; None means
+            ``FROZEN_HEAD_LEARNING_RATE`` with a frozen encoder, else ``learning_rate``.
         weight_decay: AdamW weight decay.
         temperature: tau of the sample-LLM softmax.
         top_k_positive: K+, best-scoring LLMs taken as positives.
@@ -99,8 +101,10 @@ class TrainConfig:
         num_hard_negatives: H, other-cluster queries pushed away per query.
         sample_sample_weight: lambda, weight of the sample-sample loss.
         num_clusters: k-means clusters for the sample-sample loss.
-        train_encoder: fine-tune the encoder (True) or encode once and train the head only.
-        projection: add a linear projection after the encoder (useful when it is frozen).
+        train_encoder: fine-tune the encoder (True, the paper) or encode once and train the
+            head only (False); None picks by device: fine-tune on a GPU, freeze on a CPU, where
+            fine-tuning takes hours (benchmarks/results/tuning.md has the measurements).
+        projection: add a linear projection after the encoder; None means "when frozen".
         pooling: ``"first"`` or ``"mean"``.
         max_length: token budget per query, truncated on the left.
         validation_fraction: share of training queries held out to pick the best checkpoint.
@@ -124,8 +128,8 @@ class TrainConfig:
     num_hard_negatives: int = 3
     sample_sample_weight: float = 1.0
     num_clusters: int = 5
-    train_encoder: bool = True
-    projection: bool = False
+    train_encoder: bool | None = None
+    projection: bool | None = None
     pooling: Pooling = "mean"
     max_length: int = 512
     validation_fraction: float = 0.1
@@ -134,6 +138,17 @@ class TrainConfig:
     device: str = "auto"
     encode_batch_size: int = 64
     group_by_length: bool = True
+
+    def resolved(self, device_type: str) -> TrainConfig:
+        """This recipe with its automatic (None) choices made for a device (``"cuda"``, ...)."""
+        train_encoder = device_type == "cuda" if self.train_encoder is None else self.train_encoder
+        projection = (not train_encoder) if self.projection is None else self.projection
+        head_lr = self.head_learning_rate
+        if head_lr is None:
+            head_lr = self.learning_rate if train_encoder else FROZEN_HEAD_LEARNING_RATE
+        return replace(
+            self, train_encoder=train_encoder, projection=projection, head_learning_rate=head_lr
+        )
 
     def __post_init__(self) -> None:
         for name in ("steps", "batch_size", "top_k_positive", "top_k_negative", "num_clusters",

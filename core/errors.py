@@ -6,6 +6,8 @@ keeps working for code that does not know about routerdc.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 
 class RouterDCError(Exception):
     """Base class of every error routerdc raises on purpose."""
@@ -40,3 +42,16 @@ class RouterFileError(RouterDCError, OSError):
 
 class QueryTypeError(RouterDCError, TypeError):
     """A query given to the router is not a string."""
+
+
+class AllLLMsFailedError(RouterDCError, RuntimeError):
+    """Every LLM tried for one call raised (the chosen one and each fallback).
+
+    Attributes:
+        errors: each LLM tried, in the order tried, and the error it raised.
+    """
+
+    def __init__(self, errors: Mapping[str, BaseException]) -> None:
+        self.errors = dict(errors)
+        tried = "\n".join(f"  {llm}: {type(e).__name__}: {e}" for llm, e in self.errors.items())
+        super().__init__(f"all {len(self.errors)} LLMs tried failed:\n{tried}")

@@ -32,6 +32,16 @@ def metric_scores(scores: np.ndarray, binary: bool | None = None) -> np.ndarray:
     return np.where(np.isnan(scores), np.nan, scores > 0).astype(float) if binary else scores
 
 
+def training_view(data: RoutingData) -> np.ndarray:
+    """``(N, T)`` scores as the metric sees them, task by task (binarised where probabilities)."""
+    tasks = np.array(data.tasks if data.tasks is not None else [""] * len(data))
+    view = data.scores.copy()
+    for task in dict.fromkeys(tasks.tolist()):
+        rows = tasks == task
+        view[rows] = metric_scores(data.scores[rows])
+    return view
+
+
 def accuracy(scores: np.ndarray, chosen: Sequence[int] | np.ndarray, binary: bool | None = None) -> float:
     """Mean metric score of the chosen LLM per query, in [0, 1] (unscored choices ignored)."""
     counted = metric_scores(scores, binary)

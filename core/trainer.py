@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from core import __version__
 from core.clustering import cluster_queries, labels_to_ids
-from core.config import RouterConfig, TrainConfig
+from core.config import DEFAULT_ENCODER, RouterConfig, TrainConfig
 from core.data import RoutingData
 from core.encoder import load_encoder
 from core.errors import ConfigError, DataError
@@ -81,6 +81,7 @@ def fit(
     config: TrainConfig | None = None,
     history_path: str | Path | None = None,
     progress: bool = True,
+    encoding_cache: EncodingCache | None = None,
     **overrides: Any,
 ) -> Router:
     """Train a router on ``data``.
@@ -100,6 +101,8 @@ def fit(
         config: the full recipe; keyword ``overrides`` replace its fields.
         history_path: also write the training history there as JSON lines.
         progress: show a progress bar with the loss and the time left.
+        encoding_cache: reuse the frozen encoder's outputs across fits (seeds, ablations)
+            that share an encoder, pooling and max length; filled as queries are encoded.
 
     Returns:
         The best router by validation accuracy, with ``router.history`` set.
@@ -107,6 +110,8 @@ def fit(
     config = replace(config or TrainConfig(), **overrides)
     shortcuts = {"steps": steps, "batch_size": batch_size, "seed": seed, "train_encoder": train_encoder}
     config = replace(config, **{k: v for k, v in shortcuts.items() if v is not None})
+    device = pick_device(config.device)
+    config = config.resolved(device.type)
     torch.manual_seed(config.seed)
 
     cluster_labels = _given_clusters(data, clusters)
@@ -125,30 +130,30 @@ def fit(
         len(data.llm_names),
         pooling=config.pooling,
         temperature=config.temperature,
-        projection=config.projection,
+        projection=bool(config.projection),
     )
-    device = pick_device(config.device)
     model.to(device)
     router_config = RouterConfig(
         llm_names=list(data.llm_names),
-        encoder=encoder or RouterConfig.__dataclass_fields__["encoder"].default,
+        encoder=encoder or DEFAULT_ENCODER,
         pooling=config.pooling,
         temperature=config.temperature,
         max_length=config.max_length,
-        projection=config.projection,
+        projection=bool(config.projection),
         costs=data.mean_costs(),
         version=__version__,
     )
     router = Router(model, tokenizer, router_config, device=device)
 
     need_pooled = not config.train_encoder or cluster_labels is None
-    pooled = _encode_once(router, data.queries, config) if need_pooled else None
+    cache = encoding_cache if encoding_cache is not None else EncodingCache()
+    pooled = cache.encode(router, data.queries, config) if need_pooled else None
     if cluster_labels is None:
         assert pooled is not None
         cluster_labels = cluster_queries(pooled.numpy(), config.num_clusters, seed=config.seed)
     val_pooled = None
     if validation is not None and not config.train_encoder:
-        val_pooled = _encode_once(router, validation.queries, config)
+        val_pooled = cache.encode(router, validation.queries, config)
 
     setup = build(router, data.queries, train_scores, cluster_labels, pooled, config)
     history = _train(router, setup, config, validation, val_pooled, progress)
@@ -176,7 +181,7 @@ def build(
     else:
         model.encoder.requires_grad_(False)
         encoder_params = []
-    head_lr = config.head_learning_rate or config.learning_rate
+    head_lr = config.head_learning_rate or config.learning_rate  # resolved() has set it
     groups = [{"params": list(model.head.parameters()), "lr": head_lr}]
     if encoder_params:
         groups.append({"params": encoder_params, "lr": config.learning_rate})
@@ -268,16 +273,32 @@ def _head_or_model_state(model: RouterDCModel, config: TrainConfig) -> dict[str,
     return {prefix + k: v.detach().cpu().clone() for k, v in copy.copy(module.state_dict()).items()}
 
 
-@torch.inference_mode()
-def _encode_once(router: Router, queries: list[str], config: TrainConfig) -> torch.Tensor:
-    """Pooled encoder outputs ``(N, D)`` on CPU, in batches sorted by length."""
-    router.model.eval()
-    out = torch.empty(len(queries), router.model.encoder.config.hidden_size)
-    batches = router._batches(queries, config.encode_batch_size)
-    for rows in tqdm(batches, desc="encoding", unit="batch", disable=len(batches) < 5):
-        tokens = router.tokenize([queries[i] for i in rows])
-        out[rows] = router.model.encode(**tokens).float().cpu()
-    return out
+class EncodingCache:
+    """Pooled outputs of an untrained encoder by query, to encode each query once.
+
+    Keys include the encoder, pooling and max length, so one cache may serve several encoders.
+    Only untrained encoders are cached (the frozen mode and the k-means clustering use them).
+    """
+
+    def __init__(self) -> None:
+        self._vectors: dict[tuple[str, str, int, str], torch.Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    @torch.inference_mode()
+    def encode(self, router: Router, queries: list[str], config: TrainConfig) -> torch.Tensor:
+        """Pooled encoder outputs ``(N, D)`` on CPU; new queries in batches sorted by length."""
+        prefix = (router.config.encoder, router.config.pooling, router.max_tokens)
+        new = [q for q in dict.fromkeys(queries) if (*prefix, q) not in self._vectors]
+        router.model.eval()
+        batches = router._batches(new, config.encode_batch_size)
+        for rows in tqdm(batches, desc="encoding", unit="batch", disable=len(batches) < 5):
+            tokens = router.tokenize([new[i] for i in rows])
+            vectors = router.model.encode(**tokens).float().cpu()
+            for i, vector in zip(rows, vectors):
+                self._vectors[(*prefix, new[i])] = vector
+        return torch.stack([self._vectors[(*prefix, q)] for q in queries])
 
 
 def _batches(

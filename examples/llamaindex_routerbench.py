@@ -4,6 +4,8 @@ Each candidate is a small LlamaIndex ``CustomLLM`` that replays what one real LL
 RouterBench prompt. A router trained on part of the rows (frozen MiniLM encoder, so it trains in
 seconds on a CPU) picks the LLM for each of the other prompts through ``RouterDCLLM``; the
 response names the LLM that answered, and that LLM's recorded score says whether it was right.
+The router reads the last ``--max-length`` tokens of a prompt: the question itself, since the
+few-shot preamble before it is the same for every prompt of a task.
 The run prints accuracy and dollars against always using gpt-4 and always using the cheapest LLM,
 for plain routing and for cost-aware routing.
 
@@ -87,6 +89,7 @@ def main() -> None:
     parser.add_argument("--data-dir", default=None, help="folder of RouterBench CSV files")
     parser.add_argument("--train-fraction", type=float, default=0.7)
     parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--max-length", type=int, default=128, help="tokens the router reads")
     parser.add_argument("--cost-weight", type=float, default=0.3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -103,6 +106,7 @@ def main() -> None:
         projection=True,
         head_learning_rate=1e-3,
         steps=args.steps,
+        max_length=args.max_length,
         seed=args.seed,
         progress=False,
     )

@@ -25,10 +25,10 @@ from langchain_core.prompt_values import PromptValue
 
 from core import Decision, Router
 from core.errors import (
+    AllLLMsFailedError,
     ConfigError,
     QueryError,
     QueryTypeError,
-    RouterDCError,
     UnknownLLMError,
 )
 
@@ -40,19 +40,6 @@ QueryFrom = Callable[[list[BaseMessage]], str]
 Unmatched = Literal["error", "exclude"]
 # Keys of ``config["configurable"]`` that RunnableRouter reads per call.
 ROUTING_OPTIONS = ("cost_weight", "costs", "allowed", "exclude")
-
-
-class AllLLMsFailedError(RouterDCError, RuntimeError):
-    """Every LLM tried for one call raised.
-
-    Attributes:
-        errors: each LLM tried, in the order tried, and the error it raised.
-    """
-
-    def __init__(self, errors: Mapping[str, BaseException]) -> None:
-        self.errors = dict(errors)
-        tried = "\n".join(f"  {llm}: {type(e).__name__}: {e}" for llm, e in self.errors.items())
-        super().__init__(f"all {len(self.errors)} LLMs tried failed:\n{tried}")
 
 
 # ---------------------------------------------------------------------- the text to route on

@@ -76,6 +76,7 @@ def tiny_router(tiny_encoder: str, toy_data: core.RoutingData) -> core.Router:
     return core.fit(
         toy_data,
         encoder=tiny_encoder,
+        train_encoder=True,
         steps=60,
         batch_size=16,
         learning_rate=1e-3,

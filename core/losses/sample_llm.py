@@ -5,6 +5,7 @@ positive t+ adds -log(e^{s(t+)} / (e^{s(t+)} + sum_{t-} e^{s(t-)})), s = cos / t
 A positive that scores 0 is skipped; a "negative" scoring above ``negative_max_score`` is
 dropped. With partial labels, LLMs without a score are neither positive nor negative, and a
 positive never serves as its own negative (possible when fewer than K+ + K- LLMs are scored).
+LLMs tied at the K-th score all count (see :func:`sample_llm_loss`).
 """
 
 from __future__ import annotations
@@ -25,35 +26,34 @@ def sample_llm_loss(
 ) -> torch.Tensor:
     """Sample-LLM loss on plain tensors.
 
+    Ties are shared, never broken by column order: an LLM tied with the K+-th best score is a
+    positive too, and one tied with the K--th worst is a negative. Without ties this is the
+    paper's loss exactly; with 0/1 scores (right or wrong) every right LLM is a positive
+    against the wrong ones, whatever the order of the LLMs.
+
     Args:
         logits: ``(B, T)`` cosine similarities over temperature.
         scores: ``(B, T)`` scores in [0, 1], NaN where an LLM was not scored.
 
     Returns:
-        A scalar: the sum over positive ranks of the batch mean, as in the paper's code.
+        A scalar: the sum over positives of the batch mean, as in the paper's code.
     """
     batch, num_llms = logits.shape
     known = ~torch.isnan(scores)  # (B, T)
-    neg_inf = torch.tensor(float("-inf"), device=logits.device, dtype=logits.dtype)
+    low = torch.where(known, scores, torch.full_like(scores, float("inf")))
+    high = torch.where(known, scores, torch.full_like(scores, float("-inf")))
+    # The K-th best / worst known score of each query: (B, 1).
+    kth_best = high.topk(min(top_k_positive, num_llms), dim=1).values[:, -1:]
+    kth_worst = low.topk(min(top_k_negative, num_llms), dim=1, largest=False).values[:, -1:]
+    positive = known & (scores >= kth_best) & (scores > 0)  # (B, T)
+    negative = known & (scores <= kth_worst) & (scores <= negative_max_score)  # (B, T)
 
-    ranked_desc = torch.where(known, scores, torch.tensor(float("-inf"), device=scores.device))
-    pos_scores, pos_index = ranked_desc.sort(dim=-1, descending=True)  # (B, T)
-    ranked_asc = torch.where(known, scores, torch.tensor(float("inf"), device=scores.device))
-    neg_scores, neg_index = ranked_asc.sort(dim=-1)
-    k_neg = min(top_k_negative, num_llms)
-    neg_scores, neg_index = neg_scores[:, :k_neg], neg_index[:, :k_neg]  # (B, K-)
-    neg_valid = torch.isfinite(neg_scores) & (neg_scores <= negative_max_score)
-    neg_logits = logits.gather(1, neg_index)  # (B, K-)
-
-    total = logits.new_zeros(())
-    for rank in range(min(top_k_positive, num_llms)):
-        pos = pos_index[:, rank : rank + 1]  # (B, 1)
-        pos_valid = torch.isfinite(pos_scores[:, rank]) & (pos_scores[:, rank] > 0)  # (B,)
-        candidates = torch.where(neg_valid & (neg_index != pos), neg_logits, neg_inf)
-        pos_logit = logits.gather(1, pos)  # (B, 1)
-        log_prob = pos_logit[:, 0] - torch.logsumexp(torch.cat([pos_logit, candidates], 1), 1)
-        total = total + (-log_prob * pos_valid).sum() / batch
-    return total
+    # For positive p: -log(e^{s_p} / (e^{s_p} + sum_{n negative, n != p} e^{s_n})).
+    others = negative[:, None, :] & ~torch.eye(num_llms, dtype=torch.bool, device=logits.device)
+    negative_logits = torch.where(others, logits[:, None, :], float("-inf"))  # (B, T, T)
+    denominator = torch.logsumexp(torch.cat([logits[:, :, None], negative_logits], 2), 2)
+    log_prob = logits - denominator  # (B, T)
+    return -(log_prob * positive).sum() / batch
 
 
 class SampleLLMLoss(nn.Module):

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from core import ConfigError, RouterConfig, TrainConfig
+from core.config import FROZEN_HEAD_LEARNING_RATE
 
 
 def test_train_config_defaults_are_the_papers() -> None:
@@ -92,3 +93,19 @@ def test_router_config_json_with_unknown_fields_is_a_config_error(tmp_path: Path
     path.write_text(json.dumps({"llm_names": ["a", "b"], "surprise": 1}))
     with pytest.raises(ConfigError, match="surprise"):
         RouterConfig.from_json(path)
+
+
+def test_the_default_recipe_freezes_the_encoder_on_cpu_and_fine_tunes_it_on_a_gpu() -> None:
+    on_cpu = TrainConfig().resolved("cpu")
+    on_gpu = TrainConfig().resolved("cuda")
+    assert (on_cpu.train_encoder, on_cpu.projection) == (False, True)
+    assert on_cpu.head_learning_rate == FROZEN_HEAD_LEARNING_RATE
+    assert (on_gpu.train_encoder, on_gpu.projection) == (True, False)
+    assert on_gpu.head_learning_rate == on_gpu.learning_rate
+
+
+def test_an_explicit_choice_survives_resolution_for_any_device() -> None:
+    config = TrainConfig(train_encoder=True, projection=True, head_learning_rate=0.01)
+    resolved = config.resolved("cpu")
+    assert (resolved.train_encoder, resolved.projection) == (True, True)
+    assert resolved.head_learning_rate == 0.01

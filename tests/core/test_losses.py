@@ -39,6 +39,25 @@ def test_sample_llm_loss_sums_each_positive_rank_against_the_low_scoring_negativ
     assert got == pytest.approx(expected, rel=1e-6)
 
 
+def test_sample_llm_loss_shares_ties_instead_of_breaking_them_by_column_order() -> None:
+    a, b, c, d = 0.3, -0.2, 0.5, 0.1
+    # Right (1) or wrong (0) answers: with K+ = 1 every right LLM is a positive, since all tie
+    # for best; each is contrasted with both wrong LLMs.
+    expected = neg_log_softmax_first(a, b, d) + neg_log_softmax_first(c, b, d)
+    got = llm_loss([[a, b, c, d]], [[1.0, 0.0, 1.0, 0.0]], top_k_positive=1, top_k_negative=1)
+    assert got == pytest.approx(expected, rel=1e-6)
+
+
+def test_sample_llm_loss_does_not_depend_on_the_order_of_the_llms() -> None:
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(8, 6, generator=generator)
+    scores = torch.randint(0, 2, (8, 6), generator=generator).float()
+    order = torch.randperm(6, generator=generator)
+    loss = sample_llm_loss(logits, scores)
+    permuted = sample_llm_loss(logits[:, order], scores[:, order])
+    assert permuted.item() == pytest.approx(loss.item(), rel=1e-6)
+
+
 def test_sample_llm_loss_skips_a_positive_that_scores_zero() -> None:
     a, b, c, d = 0.2, 0.4, -0.1, 0.7
     # Only LLM 3 scores above 0; the second-best "positive" scores 0 and adds nothing.

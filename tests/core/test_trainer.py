@@ -26,6 +26,7 @@ TOPIC_WORDS = {
 }
 # Small recipes for the tiny encoder: a few steps, short queries, no progress bar.
 FULL: dict[str, Any] = {
+    "train_encoder": True,
     "learning_rate": 1e-3,
     "head_learning_rate": 1e-2,
     "max_length": 64,
