@@ -17,7 +17,7 @@ import argparse
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -41,16 +41,28 @@ TASK_NAMES = {
 }
 SAMPLES_PER_TASK = 1000
 PAPER_REPORTED = {
-    "paper_routerdc": {"MMLU": 61.07, "GSM8K": 70.32, "CMMLU": 51.77, "ARC-C": 58.52,
-                       "HumanEval": 51.02, "average": 58.54},
+    "paper_routerdc": {
+        "MMLU": 61.07,
+        "GSM8K": 70.32,
+        "CMMLU": 51.77,
+        "ARC-C": 58.52,
+        "HumanEval": 51.02,
+        "average": 58.54,
+    },
     "paper_zooter": {"average": 53.97},
     "paper_lora_retriever": {"average": 55.77},
     "paper_best_single_llm": {"average": 54.56},
 }
 # Full fine-tuning on this CPU: the budget that fits the 90-minute run with 3 seeds.
 FULL_STEPS, FULL_BATCH = 150, 32
-PAPER_RECIPE = {"train_encoder": True, "steps": 1000, "batch_size": 64, "pooling": "first",
-                "learning_rate": 5e-5, "max_length": 512}
+PAPER_RECIPE = {
+    "train_encoder": True,
+    "steps": 1000,
+    "batch_size": 64,
+    "pooling": "first",
+    "learning_rate": 5e-5,
+    "max_length": 512,
+}
 
 
 def task_of(path: Path) -> str:
@@ -86,7 +98,9 @@ class Experiment:
         rest, validation = self.train.split(0.1, seed=seed)
         return paper_sampling(rest, self.per_task, seed), validation
 
-    def test_accuracy(self, choose: Callable[[core.RoutingData, str], np.ndarray]) -> dict[str, float]:
+    def test_accuracy(
+        self, choose: Callable[[core.RoutingData, str], np.ndarray]
+    ) -> dict[str, float]:
         """Per-task test accuracy (%) of a chooser, plus the average over tasks."""
         result = {
             TASK_NAMES[task]: 100 * accuracy(data.scores, choose(data, task))
@@ -123,8 +137,14 @@ def run_routerdc(
     for seed in seeds:
         train, validation = experiment.split(seed)
         start = time.perf_counter()
-        router = fit(train, validation=validation, seed=seed, encoding_cache=experiment.cache,
-                     progress=False, **overrides)
+        router = fit(
+            train,
+            validation=validation,
+            seed=seed,
+            encoding_cache=experiment.cache,
+            progress=False,
+            **overrides,
+        )
         seconds.append(time.perf_counter() - start)
         frozen = not router_trains_encoder(overrides)
         runs.append(experiment.test_accuracy(routerdc_chooser(experiment, router, frozen)))
@@ -168,8 +188,14 @@ def run_baselines(experiment: Experiment, seeds: Sequence[int]) -> dict[str, dic
 def fit_probe_router(experiment: Experiment) -> core.Router:
     """An untrained router: only its encoder and tokenizer are used, to fill the cache."""
     train, validation = experiment.split(0)
-    return fit(train.subset(range(64)), steps=1, train_encoder=False, progress=False,
-               validation=validation.subset(range(8)), encoding_cache=experiment.cache)
+    return fit(
+        train.subset(range(64)),
+        steps=1,
+        train_encoder=False,
+        progress=False,
+        validation=validation.subset(range(8)),
+        encoding_cache=experiment.cache,
+    )
 
 
 def reference_rows(experiment: Experiment) -> dict[str, dict[str, Any]]:
@@ -201,7 +227,9 @@ def reference_rows(experiment: Experiment) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def summarise(runs: list[dict[str, float]], settings: dict[str, Any], seconds: list[float]) -> dict[str, Any]:
+def summarise(
+    runs: list[dict[str, float]], settings: dict[str, Any], seconds: list[float]
+) -> dict[str, Any]:
     keys = list(runs[0])
     return {
         "average": float(np.mean([r["average"] for r in runs])),
@@ -258,8 +286,12 @@ def plots(payload: dict[str, Any], experiment: Experiment) -> None:
     }
     fig, ax = plt.subplots(figsize=(10, 4.5))
     names = list(rows)
-    ax.bar(range(len(names)), [rows[n]["average"] for n in names],
-           yerr=[rows[n].get("average_std", 0) for n in names], color="tab:blue")
+    ax.bar(
+        range(len(names)),
+        [rows[n]["average"] for n in names],
+        yerr=[rows[n].get("average_std", 0) for n in names],
+        color="tab:blue",
+    )
     ax.set_xticks(range(len(names)), names, rotation=40, ha="right")
     ax.set_ylabel("average test accuracy (%)")
     ax.set_ylim(40, max(rows[n]["average"] for n in names) + 5)
@@ -269,13 +301,19 @@ def plots(payload: dict[str, Any], experiment: Experiment) -> None:
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
-    for key, label in (("routerdc", "RouterDC"), ("routerdc_no_sample_sample", "without sample-sample loss")):
+    for key, label in (
+        ("routerdc", "RouterDC"),
+        ("routerdc_no_sample_sample", "without sample-sample loss"),
+    ):
         row = payload["routerdc"] if key == "routerdc" else payload["rows"].get(key)
         if row is None:
             continue
-        curve = [(h["step"], 100 * h["validation_accuracy"]) for h in row["histories"][0]
-                 if "validation_accuracy" in h]
-        ax.plot(*zip(*curve), label=label)
+        curve = [
+            (h["step"], 100 * h["validation_accuracy"])
+            for h in row["histories"][0]
+            if "validation_accuracy" in h
+        ]
+        ax.plot(*zip(*curve, strict=False), label=label)
     ax.set_xlabel("training step")
     ax.set_ylabel("validation accuracy (%)")
     ax.legend()
@@ -313,8 +351,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=PAPER_DATA)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true", help="one seed, fewer steps, no full FT")
-    parser.add_argument("--paper-recipe", action="store_true",
-                        help="also train the paper's own recipe (hours on a 2-core CPU)")
+    parser.add_argument(
+        "--paper-recipe",
+        action="store_true",
+        help="also train the paper's own recipe (hours on a 2-core CPU)",
+    )
     parser.add_argument("--skip-full", action="store_true", help="skip the full fine-tuning row")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -325,10 +366,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     quick = {"steps": 200} if args.quick else {}
     started = time.perf_counter()
 
-    payload: dict[str, Any] = {"provenance": provenance({
-        "seeds": seeds, "quick": args.quick, "samples_per_task": SAMPLES_PER_TASK,
-        "validation_fraction": 0.1, "full_fine_tuning": {"steps": FULL_STEPS, "batch_size": FULL_BATCH},
-    })}
+    payload: dict[str, Any] = {
+        "provenance": provenance(
+            {
+                "seeds": seeds,
+                "quick": args.quick,
+                "samples_per_task": SAMPLES_PER_TASK,
+                "validation_fraction": 0.1,
+                "full_fine_tuning": {"steps": FULL_STEPS, "batch_size": FULL_BATCH},
+            }
+        )
+    }
     payload["default_recipe"] = {k: v for k, v in default.items() if k != "device"} | quick
     payload["routerdc"] = run_routerdc(experiment, "routerdc", seeds, quick)
     rows: dict[str, Any] = {}
@@ -336,15 +384,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         experiment, "no sample-sample", seeds, quick | {"sample_sample_weight": 0.0}
     )
     if router_trains_encoder({}):
-        rows["routerdc_frozen"] = run_routerdc(experiment, "frozen", seeds, quick | {"train_encoder": False})
+        rows["routerdc_frozen"] = run_routerdc(
+            experiment, "frozen", seeds, quick | {"train_encoder": False}
+        )
     if not (args.quick or args.skip_full) and not router_trains_encoder({}):
         rows["routerdc_full_fine_tuning"] = run_routerdc(
-            experiment, "full fine-tuning", seeds,
-            {"train_encoder": True, "steps": FULL_STEPS, "batch_size": FULL_BATCH,
-             "learning_rate": 5e-5, "eval_every": 25},
+            experiment,
+            "full fine-tuning",
+            seeds,
+            {
+                "train_encoder": True,
+                "steps": FULL_STEPS,
+                "batch_size": FULL_BATCH,
+                "learning_rate": 5e-5,
+                "eval_every": 25,
+            },
         )
     if args.paper_recipe:
-        rows["routerdc_paper_recipe"] = run_routerdc(experiment, "paper recipe", seeds, PAPER_RECIPE)
+        rows["routerdc_paper_recipe"] = run_routerdc(
+            experiment, "paper recipe", seeds, PAPER_RECIPE
+        )
     rows |= run_baselines(experiment, seeds)
     rows |= reference_rows(experiment)
     rows |= PAPER_REPORTED

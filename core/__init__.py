@@ -32,10 +32,12 @@ from core.errors import (
 from core.router import Decision, Router, load
 
 if TYPE_CHECKING:
+    from core.calibration import Calibration, calibrate
     from core.trainer import fit
 
 __all__ = [
     "AllLLMsFailedError",
+    "Calibration",
     "ConfigError",
     "DataError",
     "DataTypeError",
@@ -50,11 +52,12 @@ __all__ = [
     "TrainConfig",
     "UnknownLLMError",
     "__version__",
+    "calibrate",
     "fit",
     "load",
 ]
 
-_LAZY = {"fit": "core.trainer"}
+_LAZY = {"fit": "core.trainer", "calibrate": "core.calibration", "Calibration": "core.calibration"}
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ from core.errors import RouterDCError
 DEMO_QUERIES = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
     "in May. How many clips did Natalia sell altogether in April and May?",
-    "def is_palindrome(s: str) -> bool:\n    \"\"\"Return True if s reads the same backwards.\"\"\"",
+    'def is_palindrome(s: str) -> bool:\n    """Return True if s reads the same backwards."""',
     "以下是关于中国历史的单项选择题。秦始皇统一六国是在哪一年？\nA. 公元前221年\nB. 公元前206年",
     "Which of the following is a function of the liver?\nA. Producing insulin\nB. Producing bile",
 )
@@ -27,8 +27,10 @@ DEMO_QUERIES = (
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         return int(args.run(args) or 0)
     except RouterDCError as err:
@@ -52,10 +54,16 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", nargs="+", required=True)
     evaluate.add_argument("--json", help="also write the results to this JSON file")
     metric = evaluate.add_mutually_exclusive_group()
-    metric.add_argument("--binary", dest="binary", action="store_true", default=None,
-                        help="count any score above 0 as right (multiple-choice probabilities)")
-    metric.add_argument("--no-binary", dest="binary", action="store_false",
-                        help="average the raw scores")
+    metric.add_argument(
+        "--binary",
+        dest="binary",
+        action="store_true",
+        default=None,
+        help="count any score above 0 as right (multiple-choice probabilities)",
+    )
+    metric.add_argument(
+        "--no-binary", dest="binary", action="store_false", help="average the raw scores"
+    )
     evaluate.set_defaults(run=_eval)
 
     route = commands.add_parser("route", help="route one or more queries")
@@ -69,8 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--data", nargs="+", required=True, help="validation data files")
     target = calibrate.add_mutually_exclusive_group(required=True)
     target.add_argument("--budget", type=float, help="mean dollars per query")
-    target.add_argument("--expensive-share", type=float,
-                        help="share of calls to the most expensive LLM, in [0, 1]")
+    target.add_argument(
+        "--expensive-share", type=float, help="share of calls to the most expensive LLM, in [0, 1]"
+    )
     calibrate.add_argument("--costs", help='JSON prices, e.g. \'{"gpt-4": 0.01, "llama": 0.0002}\'')
     calibrate.set_defaults(run=_calibrate)
 
@@ -84,22 +93,42 @@ def _parser() -> argparse.ArgumentParser:
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--encoder", help="Hugging Face id or local path (default: MiniLM)")
-    parser.add_argument("--frozen-encoder", action="store_true",
-                        help="encode once and train only the head (fast on CPU)")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--frozen-encoder",
+        dest="train_encoder",
+        action="store_false",
+        default=None,
+        help="encode once and train only the head (CPU default)",
+    )
+    mode.add_argument(
+        "--full-encoder",
+        dest="train_encoder",
+        action="store_true",
+        help="fine-tune the whole encoder, as the paper (GPU default; hours on CPU)",
+    )
     parser.add_argument("--steps", type=int, default=defaults.steps)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
     parser.add_argument("--pooling", choices=("first", "mean"), default=defaults.pooling)
     parser.add_argument("--max-length", type=int, default=defaults.max_length)
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--cost-rate", type=float, default=0.0,
-                        help="train on score - rate * normalised cost (needs costs in the data)")
+    parser.add_argument(
+        "--cost-rate",
+        type=float,
+        default=0.0,
+        help="train on score - rate * normalised cost (needs costs in the data)",
+    )
     parser.add_argument("--history", help="write the training history here (JSON lines)")
 
 
 def _add_routing_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cost-weight", type=float, default=0.0,
-                        help="trade probability for price: argmax p - w * cost / max cost")
+    parser.add_argument(
+        "--cost-weight",
+        type=float,
+        default=0.0,
+        help="trade probability for price: argmax p - w * cost / max cost",
+    )
     parser.add_argument("--costs", help='JSON prices, e.g. \'{"gpt-4": 0.01, "llama": 0.0002}\'')
     parser.add_argument("--allowed", nargs="+", help="route only among these LLMs")
     parser.add_argument("--exclude", nargs="+", help="never route to these LLMs")
@@ -130,7 +159,7 @@ def _train(args: argparse.Namespace) -> int:
     router = fit(
         data,
         encoder=args.encoder,
-        train_encoder=not args.frozen_encoder,
+        train_encoder=args.train_encoder,
         steps=args.steps,
         batch_size=args.batch_size,
         seed=args.seed,
@@ -141,8 +170,10 @@ def _train(args: argparse.Namespace) -> int:
         max_length=args.max_length,
     )
     router.save(args.out)
-    best = max((h["validation_accuracy"] for h in router.history if "validation_accuracy" in h),
-               default=None)
+    best = max(
+        (h["validation_accuracy"] for h in router.history if "validation_accuracy" in h),
+        default=None,
+    )
     note = f", best validation accuracy {100 * best:.2f}%" if best is not None else ""
     print(f"saved router to {args.out} ({time.perf_counter() - start:.0f} s{note})")
     return 0
@@ -172,7 +203,7 @@ def _route(args: argparse.Namespace) -> int:
         allowed=args.allowed,
         exclude=args.exclude,
     )
-    for query, decision in zip(args.queries, decisions):
+    for query, decision in zip(args.queries, decisions, strict=False):
         _print_decision(query, decision)
     return 0
 
@@ -190,11 +221,16 @@ def _calibrate(args: argparse.Namespace) -> int:
         expensive_share=args.expensive_share,
         costs=_costs(args.costs),
     )
-    print(f"cost weight {result.cost_weight:.6g}: expected mean cost ${result.expected_cost:.6f} "
-          f"per query, expected accuracy {100 * result.expected_accuracy:.2f}%, "
-          f"{100 * result.expensive_share:.1f}% of calls to the most expensive LLM")
-    print(f"use it with: routerdc route --router {args.router} "
-          f"--cost-weight {result.cost_weight:.6g} \"a query\"")
+    print(
+        f"cost weight {result.cost_weight:.6g}: expected mean cost ${result.expected_cost:.6f} "
+        f"per query, expected accuracy {100 * result.expected_accuracy:.2f}%, "
+        f"{100 * result.expensive_share:.1f}% of calls to the most expensive LLM"
+    )
+    prices = "" if result.costs == router.config.costs else f" --costs '{json.dumps(result.costs)}'"
+    print(
+        f"use it with: routerdc route --router {args.router} "
+        f'--cost-weight {result.cost_weight:.6g}{prices} "a query"'
+    )
     return 0
 
 
@@ -209,8 +245,10 @@ def _demo(args: argparse.Namespace) -> int:
     if not train_files or not test_files:
         raise SystemExit(f"{folder}: expected *_train.json and *_test.json files of the paper")
     data = RoutingData.from_files(train_files)
-    print(f"1. training a frozen-encoder router on {len(data)} queries from "
-          f"{len(train_files)} tasks, {len(data.llm_names)} LLMs")
+    print(
+        f"1. training a frozen-encoder router on {len(data)} queries from "
+        f"{len(train_files)} tasks, {len(data.llm_names)} LLMs"
+    )
     start = time.perf_counter()
     router = fit(data, train_encoder=False)
     router.save(args.out)
@@ -218,7 +256,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"2. evaluating on {len(test_files)} test files (accuracy, %)")
     print(format_table(evaluate(router, _read_files([str(p) for p in test_files]))))
     print("3. routing a few queries")
-    for query, decision in zip(DEMO_QUERIES, router.route_batch(list(DEMO_QUERIES))):
+    for query, decision in zip(DEMO_QUERIES, router.route_batch(list(DEMO_QUERIES)), strict=False):
         _print_decision(query, decision)
     return 0
 
@@ -238,23 +276,37 @@ def format_table(results: dict[str, Any]) -> str:
     short = [name.split("/")[-1][:14] for name in llms]
     header = ["file", "router", *short, "best single", "oracle"]
     rows = [
-        [name, f["router"], *[f["llms"].get(n, float("nan")) for n in llms], f["best_single"],
-         f["oracle"]]
+        [
+            name,
+            f["router"],
+            *[f["llms"].get(n, float("nan")) for n in llms],
+            f["best_single"],
+            f["oracle"],
+        ]
         for name, f in files.items()
     ]
     average = results["average"]
-    llm_means = [sum(f["llms"].get(n, float("nan")) for f in files.values()) / len(files)
-                 for n in llms]
-    rows.append(["average", average["router"], *llm_means, average["best_single"],
-                 average["oracle"]])
+    llm_means = [
+        sum(f["llms"].get(n, float("nan")) for f in files.values()) / len(files) for n in llms
+    ]
+    rows.append(
+        ["average", average["router"], *llm_means, average["best_single"], average["oracle"]]
+    )
     cells = [header] + [[r[0], *(f"{v:.2f}" for v in r[1:])] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                       enumerate(zip(row, widths))) for row in cells]
+    lines = [
+        "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=False))
+        )
+        for row in cells
+    ]
     lines.insert(1, "-" * len(lines[0]))
     lines.insert(len(lines) - 1, "-" * len(lines[0]))
     best_name = average.get("best_single_llm", "")
-    return "\n".join(lines) + (f"\nbest single LLM over all files: {best_name}" if best_name else "")
+    return "\n".join(lines) + (
+        f"\nbest single LLM over all files: {best_name}" if best_name else ""
+    )
 
 
 if __name__ == "__main__":

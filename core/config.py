@@ -10,7 +10,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from core.errors import ConfigError
 
@@ -57,7 +57,9 @@ class RouterConfig:
         if isinstance(self.llm_names, str) or not all(
             isinstance(n, str) and n for n in self.llm_names
         ):
-            raise ConfigError(f"llm_names must be a list of non-empty strings, got {self.llm_names!r}")
+            raise ConfigError(
+                f"llm_names must be a list of non-empty strings, got {self.llm_names!r}"
+            )
         if len(self.llm_names) < 2:
             raise ConfigError(f"llm_names needs at least two LLMs, got {self.llm_names!r}")
         if len(set(self.llm_names)) != len(self.llm_names):
@@ -151,8 +153,15 @@ class TrainConfig:
         )
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "top_k_positive", "top_k_negative", "num_clusters",
-                     "eval_every", "encode_batch_size"):
+        for name in (
+            "steps",
+            "batch_size",
+            "top_k_positive",
+            "top_k_negative",
+            "num_clusters",
+            "eval_every",
+            "encode_batch_size",
+        ):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")

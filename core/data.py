@@ -137,7 +137,7 @@ class RoutingData:
         for task in dict.fromkeys(groups):
             rows = np.array([i for i, t in enumerate(groups) if t == task])
             rng.shuffle(rows)
-            held.extend(rows[: int(round(fraction * len(rows)))].tolist())
+            held.extend(rows[: round(fraction * len(rows))].tolist())
         if not held or len(held) == len(self):
             raise DataError(
                 f"cannot hold out {fraction:.0%} of {len(self)} queries: one side would be empty"
@@ -464,7 +464,9 @@ def _from_long_records(
     tasks: list[str | None] = [None] * len(query_rows)
     for row, (query, llm, score, cost, row_task) in enumerate(parsed):
         if llm not in columns:
-            raise DataError(f"{source}, row {row}, field 'llm': unknown LLM {llm!r}; known: {names}")
+            raise DataError(
+                f"{source}, row {row}, field 'llm': unknown LLM {llm!r}; known: {names}"
+            )
         r, c = query_rows[query], columns[llm]
         if not math.isnan(score):
             score_sum[r, c] += score
@@ -512,13 +514,19 @@ def _from_wide_frame(
         if missing:
             raise DataError(f"{source}: no score column for LLMs {missing}")
     else:
-        suffixed = [c.split("|", 1)[0] for c in columns if c.endswith((COST_SUFFIX, RESPONSE_SUFFIX))]
+        suffixed = [
+            c.split("|", 1)[0] for c in columns if c.endswith((COST_SUFFIX, RESPONSE_SUFFIX))
+        ]
         names = [c for c in dict.fromkeys(suffixed) if c in columns]
         if not names:
             names = [
-                c for c in columns
-                if c != query_column and c not in _WIDE_METADATA and c not in TASK_FIELDS
-                and not c.startswith("Unnamed") and "|" not in c
+                c
+                for c in columns
+                if c != query_column
+                and c not in _WIDE_METADATA
+                and c not in TASK_FIELDS
+                and not c.startswith("Unnamed")
+                and "|" not in c
                 and frame[c].dtype.kind in "biuf"
             ]
     _check_llm_names(names)

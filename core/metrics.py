@@ -42,14 +42,18 @@ def training_view(data: RoutingData) -> np.ndarray:
     return view
 
 
-def accuracy(scores: np.ndarray, chosen: Sequence[int] | np.ndarray, binary: bool | None = None) -> float:
+def accuracy(
+    scores: np.ndarray, chosen: Sequence[int] | np.ndarray, binary: bool | None = None
+) -> float:
     """Mean metric score of the chosen LLM per query, in [0, 1] (unscored choices ignored)."""
     counted = metric_scores(scores, binary)
     picked = counted[np.arange(len(counted)), np.asarray(chosen, dtype=np.int64)]
     return float(np.nanmean(picked)) if not np.isnan(picked).all() else 0.0
 
 
-def reference_rows(scores: np.ndarray, llm_names: Sequence[str], binary: bool | None = None) -> dict[str, Any]:
+def reference_rows(
+    scores: np.ndarray, llm_names: Sequence[str], binary: bool | None = None
+) -> dict[str, Any]:
     """Each single LLM's accuracy, the best single LLM and the oracle (best LLM per query)."""
     counted = metric_scores(scores, binary)
     with warnings.catch_warnings():  # an LLM never scored in a file has no accuracy: NaN
@@ -57,7 +61,12 @@ def reference_rows(scores: np.ndarray, llm_names: Sequence[str], binary: bool | 
         per_llm = {name: float(np.nanmean(counted[:, i])) for i, name in enumerate(llm_names)}
         oracle = float(np.nanmean(np.nanmax(counted, axis=1)))
     best = max(per_llm, key=lambda n: -1.0 if np.isnan(per_llm[n]) else per_llm[n])
-    return {"llms": per_llm, "best_single": per_llm[best], "best_single_llm": best, "oracle": oracle}
+    return {
+        "llms": per_llm,
+        "best_single": per_llm[best],
+        "best_single_llm": best,
+        "oracle": oracle,
+    }
 
 
 def task_mean_accuracy(data: RoutingData, chosen: Sequence[int] | np.ndarray) -> float:
@@ -103,18 +112,15 @@ def evaluate(
             "queries": len(data),
             "binary_metric": is_probability_scored(data.scores) if binary is None else binary,
         }
-    average = {
+    average: dict[str, Any] = {
         key: float(np.mean([f[key] for f in files.values()]))
         for key in ("router", "best_single", "oracle")
     }
     # The best single LLM over all files: one LLM for every file, as a user without a router has.
     names = list(next(iter(files.values()))["llms"]) if files else []
-    overall = {
-        n: float(np.mean([f["llms"].get(n, np.nan) for f in files.values()])) for n in names
-    }
+    overall = {n: float(np.mean([f["llms"].get(n, np.nan) for f in files.values()])) for n in names}
     if overall:
         best = max(overall, key=lambda n: -1.0 if np.isnan(overall[n]) else overall[n])
         average["best_single"] = overall[best]
-        average["best_single_llm"] = best  # type: ignore[assignment]
+        average["best_single_llm"] = best
     return {"files": files, "average": average}
-

@@ -222,13 +222,13 @@ class Router:
         utility = probs - penalty[None, :]
         names = [self.config.llm_names[c] for c in candidates]
         decisions = []
-        for row_probs, row_utility in zip(probs, utility):
+        for row_probs, row_utility in zip(probs, utility, strict=False):
             order = np.argsort(-row_utility, kind="stable")
             ranking = [names[i] for i in order]
             decisions.append(
                 Decision(
                     llm=ranking[0],
-                    probabilities={n: float(p) for n, p in zip(names, row_probs)},
+                    probabilities={n: float(p) for n, p in zip(names, row_probs, strict=False)},
                     ranking=ranking,
                 )
             )
@@ -253,9 +253,7 @@ class Router:
         keep = set(allowed) if allowed is not None else set(names)
         keep -= set(exclude or ())
         if not keep:
-            raise ConfigError(
-                f"no LLM left to route to (allowed={allowed!r}, exclude={exclude!r})"
-            )
+            raise ConfigError(f"no LLM left to route to (allowed={allowed!r}, exclude={exclude!r})")
         return [i for i, n in enumerate(names) if n in keep]
 
     def _cost_penalty(

@@ -108,7 +108,12 @@ def fit(
         The best router by validation accuracy, with ``router.history`` set.
     """
     config = replace(config or TrainConfig(), **overrides)
-    shortcuts = {"steps": steps, "batch_size": batch_size, "seed": seed, "train_encoder": train_encoder}
+    shortcuts: dict[str, Any] = {
+        "steps": steps,
+        "batch_size": batch_size,
+        "seed": seed,
+        "train_encoder": train_encoder,
+    }
     config = replace(config, **{k: v for k, v in shortcuts.items() if v is not None})
     device = pick_device(config.device)
     config = config.resolved(device.type)
@@ -296,7 +301,7 @@ class EncodingCache:
         for rows in tqdm(batches, desc="encoding", unit="batch", disable=len(batches) < 5):
             tokens = router.tokenize([new[i] for i in rows])
             vectors = router.model.encode(**tokens).float().cpu()
-            for i, vector in zip(rows, vectors):
+            for i, vector in zip(rows, vectors, strict=False):
                 self._vectors[(*prefix, new[i])] = vector
         return torch.stack([self._vectors[(*prefix, q)] for q in queries])
 
@@ -324,10 +329,12 @@ def _batches(
         batches = [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
         if config.train_encoder and config.group_by_length:
             window = size * LENGTH_WINDOW
-            order = np.concatenate([
-                chunk[np.argsort(-lengths[chunk], kind="stable")]
-                for chunk in np.array_split(order, max(1, len(order) // window))
-            ])
+            order = np.concatenate(
+                [
+                    chunk[np.argsort(-lengths[chunk], kind="stable")]
+                    for chunk in np.array_split(order, max(1, len(order) // window))
+                ]
+            )
             batches = [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
             batches = [batches[i] for i in rng.permutation(len(batches))]
         for rows in batches:
@@ -343,7 +350,9 @@ def _batches(
             yield batch
 
 
-def _given_clusters(data: RoutingData, clusters: ClusterSource | Sequence[int]) -> np.ndarray | None:
+def _given_clusters(
+    data: RoutingData, clusters: ClusterSource | Sequence[int]
+) -> np.ndarray | None:
     if isinstance(clusters, str):
         if clusters == "kmeans":
             return None

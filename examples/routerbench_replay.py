@@ -28,7 +28,9 @@ class RouterBench:
     data: core.RoutingData
     answers: dict[str, dict[str, str]]  # llm -> prompt -> recorded answer
 
-    def split(self, train_fraction: float = 0.7, seed: int = 0) -> tuple[core.RoutingData, core.RoutingData]:
+    def split(
+        self, train_fraction: float = 0.7, seed: int = 0
+    ) -> tuple[core.RoutingData, core.RoutingData]:
         """(train, test) routing data, stratified by task, seeded."""
         train, test = self.data.split(1 - train_fraction, seed=seed)
         return train, test
@@ -53,7 +55,7 @@ def load_routerbench(data_dir: str | Path | None = None) -> RouterBench:
             column = f"{name}{RESPONSE_SUFFIX}"
             if column not in frame:
                 continue
-            for prompt, response in zip(frame["prompt"], frame[column]):
+            for prompt, response in zip(frame["prompt"], frame[column], strict=False):
                 text = _unwrap_prompt(prompt)
                 if isinstance(text, str) and isinstance(response, str):
                     answers.setdefault(name, {})[text] = response

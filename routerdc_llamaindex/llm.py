@@ -129,28 +129,26 @@ class RouterDCLLM(LLM):
 
     def _first_that_works(self, decision: core.Decision, attempt: Callable[[str], T]) -> T:
         """``attempt(name)`` for the chosen LLM, then the next-ranked ones while it raises."""
-        first_error: Exception | None = None
+        errors: dict[str, Exception] = {}
         for name in self._order(decision):
             try:
                 return attempt(name)
             except Exception as error:
-                first_error = first_error or error
+                errors[name] = error
                 _log_failure(name, error)
-        assert first_error is not None  # a decision ranks at least one LLM
-        raise first_error
+        raise core.AllLLMsFailedError(errors) from next(iter(errors.values()))
 
     async def _afirst_that_works(
         self, decision: core.Decision, attempt: Callable[[str], Awaitable[T]]
     ) -> T:
-        first_error: Exception | None = None
+        errors: dict[str, Exception] = {}
         for name in self._order(decision):
             try:
                 return await attempt(name)
             except Exception as error:
-                first_error = first_error or error
+                errors[name] = error
                 _log_failure(name, error)
-        assert first_error is not None  # a decision ranks at least one LLM
-        raise first_error
+        raise core.AllLLMsFailedError(errors) from next(iter(errors.values()))
 
     def _call(self, decision: core.Decision, call: Callable[[LLM], Response]) -> Response:
         return self._first_that_works(

@@ -38,7 +38,9 @@ def toy_records(n_per_topic: int = 40, seed: int = 0) -> list[dict]:
         vocab = words.split()
         for i in range(n_per_topic):
             text = " ".join(rng.choice(vocab) for _ in range(rng.randint(4, 9)))
-            scores = {llm: (1.0 if llm == best else rng.choice([0.0, 0.1, 0.2, 0.3])) for llm in LLMS}
+            scores = {
+                llm: (1.0 if llm == best else rng.choice([0.0, 0.1, 0.2, 0.3])) for llm in LLMS
+            }
             records.append({"query": f"{text} #{i}", "scores": scores, "task": topic})
     rng.shuffle(records)
     return records

@@ -223,14 +223,17 @@ async def test_falls_back_to_the_next_ranked_llm_when_the_chosen_one_raises(
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-async def test_raises_the_chosen_llms_error_when_every_llm_fails(
+async def test_raises_one_error_listing_every_llm_tried_when_all_fail(
     tiny_router: core.Router, queries: dict[str, str], endpoint: str
 ) -> None:
     llms = {name: BrokenLLM(system_prompt=name) for name in tiny_router.llm_names}
     llm = RouterDCLLM(router=tiny_router, llms=llms)
 
-    with pytest.raises(RuntimeError, match=r"^code-llm is down$"):
+    with pytest.raises(core.AllLLMsFailedError) as caught:
         await call(llm, endpoint, queries["code-llm"])
+    assert next(iter(caught.value.errors)) == "code-llm"  # the chosen one was tried first
+    assert set(caught.value.errors) == set(tiny_router.llm_names)
+    assert "code-llm: RuntimeError: code-llm is down" in str(caught.value)
 
 
 async def test_no_fallback_when_fallback_is_off(
