@@ -1,0 +1,139 @@
+"""Choose the CPU default recipe by k-fold cross-validation on the paper's train files only.
+
+    python -m benchmarks.tuning [--folds 3] [--only NAME ...]
+
+Each variant is trained with ``core.fit`` (which holds out its own 10% to pick a checkpoint)
+on k-1 folds of the five ``*_train.json`` files and scored on the remaining fold with the
+paper's metric; the test files are never read. Queries are encoded once for all variants
+(frozen encoder). Writes ``benchmarks/results/tuning.json`` and ``tuning.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+import core
+from benchmarks.common import PAPER_DATA, provenance, require_data, write_results
+from core.metrics import accuracy, training_view
+from core.trainer import EncodingCache, fit
+
+logger = logging.getLogger("benchmarks.tuning")
+
+# Each variant changes one lever of the default recipe (the first row).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "first-token pooling": {"pooling": "first"},
+    "no sample-sample loss (lambda 0)": {"sample_sample_weight": 0.0},
+    "lambda 3": {"sample_sample_weight": 3.0},
+    "temperature 0.1": {"temperature": 0.1},
+    "K+ 1": {"top_k_positive": 1},
+    "no projection": {"projection": False},
+    "head lr 1e-4, 3000 steps": {"head_learning_rate": 1e-4, "steps": 3000},
+    "task labels as clusters": {"clusters": "tasks"},
+    "max length 128": {"max_length": 128},
+}
+
+
+def folds_of(tasks: Sequence[str], k: int, seed: int = 0) -> np.ndarray:
+    """Fold id per query, stratified by task."""
+    rng = np.random.default_rng(seed)
+    labels = np.array(tasks)
+    fold = np.empty(len(labels), dtype=int)
+    for task in dict.fromkeys(labels.tolist()):
+        rows = rng.permutation(np.flatnonzero(labels == task))
+        fold[rows] = np.arange(len(rows)) % k
+    return fold
+
+
+def per_task_accuracy(data: core.RoutingData, chosen: np.ndarray) -> dict[str, float]:
+    tasks = np.array(data.tasks or [""] * len(data))
+    scores = {
+        t: 100 * accuracy(data.scores[tasks == t], chosen[tasks == t])
+        for t in dict.fromkeys(tasks.tolist())
+    }
+    return scores | {"average": float(np.mean(list(scores.values())))}
+
+
+def cross_validate(
+    data: core.RoutingData, fold: np.ndarray, overrides: dict[str, Any], cache: EncodingCache
+) -> tuple[dict[str, float], float]:
+    chosen = np.zeros(len(data), dtype=int)
+    options = dict(overrides)
+    clusters = options.pop("clusters", "kmeans")
+    start = time.perf_counter()
+    for k in np.unique(fold):
+        train, held_out = data.subset(np.flatnonzero(fold != k)), np.flatnonzero(fold == k)
+        router = fit(train, encoding_cache=cache, progress=False, clusters=clusters, **options)
+        if router.config.max_length == core.TrainConfig().max_length:
+            vectors = cache.encode(router, [data.queries[i] for i in held_out], core.TrainConfig())
+            with torch.inference_mode():
+                logits = router.model.head(vectors)[0].numpy()
+        else:
+            logits = router.logits([data.queries[i] for i in held_out])
+        chosen[held_out] = logits.argmax(axis=1)
+    return per_task_accuracy(data, chosen), time.perf_counter() - start
+
+
+def best_llm_per_task(data: core.RoutingData, fold: np.ndarray) -> dict[str, float]:
+    """The reference to beat: each task's best LLM on the training folds."""
+    chosen = np.zeros(len(data), dtype=int)
+    tasks = np.array(data.tasks or [""] * len(data))
+    view = training_view(data)
+    for k in np.unique(fold):
+        for task in dict.fromkeys(tasks.tolist()):
+            train = (fold != k) & (tasks == task)
+            chosen[(fold == k) & (tasks == task)] = int(np.nanmean(view[train], axis=0).argmax())
+    return per_task_accuracy(data, chosen)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", type=int, default=3)
+    parser.add_argument("--only", nargs="+", help="run only these variants")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    folder = require_data(PAPER_DATA)
+    files = sorted(folder.glob("*_train.json"))
+    data = core.RoutingData.concat(
+        [core.RoutingData.from_file(p, task=p.stem.rsplit("_", 1)[0]) for p in files]
+    )
+    fold = folds_of(data.tasks or [], args.folds)
+    cache = EncodingCache()
+    results: dict[str, Any] = {"best LLM per task (reference)": best_llm_per_task(data, fold)}
+    for name, overrides in VARIANTS.items():
+        if args.only and name not in args.only:
+            continue
+        scores, seconds = cross_validate(data, fold, overrides, cache)
+        results[name] = scores | {"overrides": overrides, "seconds": seconds}
+        logger.info("%s: %.2f (%.0f s)", name, scores["average"], seconds)
+    payload = {
+        "provenance": provenance({"folds": args.folds, "files": [p.name for p in files]}),
+        "default_recipe": {
+            k: v for k, v in vars(core.TrainConfig().resolved("cpu")).items() if k != "device"
+        },
+        "results": results,
+    }
+    tasks = [t for t in next(iter(results.values())) if t != "average"]
+    lines = [
+        f"# Recipe tuning: {args.folds}-fold cross-validation on the train files (accuracy, %)",
+        "",
+        "| variant | " + " | ".join(tasks) + " | average |",
+        "|---|" + "---:|" * (len(tasks) + 1),
+    ]
+    for name, row in results.items():
+        cells = " | ".join(f"{row[t]:.2f}" for t in [*tasks, "average"])
+        lines.append(f"| {name} | {cells} |")
+    lines += ["", "Each variant changes one setting of the default CPU recipe (frozen encoder)."]
+    write_results("tuning", payload, "\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
