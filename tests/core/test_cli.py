@@ -17,8 +17,8 @@ from core import cli, download
 def data_files(tmp_path: Path, toy_data: core.RoutingData) -> list[str]:
     """The toy data as two JSON files in the RouterDC layout, one per half."""
     records = [
-        {"query": q, "scores": dict(zip(toy_data.llm_names, row.tolist()))}
-        for q, row in zip(toy_data.queries, toy_data.scores)
+        {"query": q, "scores": dict(zip(toy_data.llm_names, row.tolist(), strict=False))}
+        for q, row in zip(toy_data.queries, toy_data.scores, strict=False)
     ]
     paths = []
     for name, part in (("first.json", records[::2]), ("second.json", records[1::2])):
