@@ -5,12 +5,12 @@ Writes ``benchmarks/results/speed.json`` and ``speed.md`` with:
 - routing latency of one query (p50, p99) and throughput in batches of 64, for short (20
   tokens) and long (400 tokens) queries, beside the bare encoder's own figures (a plain
   tokenizer + ``AutoModel`` forward of the same queries: the limit routing can approach);
-- training throughput of our trainer's step (``core.trainer.build`` + ``train_step``, full
-  fine-tuning, padding to the longest query of each batch) against the paper's recipe (every
-  batch padded to 512 tokens), on the same batches of paper queries, measured side by side;
-  a third variant, batches grouped by length, is a prototype measured here, not the trainer;
-  and a count (no timing) of the padded tokens per query each batching makes the encoder
-  process over one epoch of the paper's sampling;
+- training throughput of full fine-tuning, measured side by side on one model and one batch
+  size: our trainer as it is (``core.trainer.build`` + ``train_step``, batches grouped by
+  length), our trainer with ``group_by_length=False`` (each batch padded to its longest query
+  only), and the paper's recipe (every batch padded to 512 tokens); and a count (no timing) of
+  the padded tokens per query the trainer's own batches make the encoder process over one
+  epoch of the paper's sampling;
 - the peak resident memory of a fresh process that only imports ``core``, loads a saved router
   and routes, and whether that process imported the training stack;
 - the router's parameter count.
@@ -34,7 +34,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,7 @@ from core.clustering import labels_to_ids
 from core.encoder import load_encoder, load_tokenizer, resolve_encoder
 from core.model import RouterDCModel
 from core.router import Router
-from core.trainer import Batch, Setup, build, train_step
+from core.trainer import LENGTH_WINDOW, Batch, Setup, _batches, build, train_step
 
 logger = logging.getLogger(__name__)
 
@@ -58,10 +58,12 @@ LONG_TOKENS = 400
 ROUTE_BATCH = 64
 PAPER_PADDING = 512
 PAPER_QUERIES_PER_TASK = 1000
-# Pool sizes (in batches) for the padding count of batches grouped by length.
-PADDING_POOLS = (1, 4, 16, 64, 1024)
-# Batches in the pool that the timed grouping prototype sorts by length.
-GROUPING_POOL = 16
+# The three ways of batching the training queries that are timed, as the tables name them.
+TRAIN_VARIANTS = {
+    "grouped_by_length": "our trainer (group_by_length=True, the default)",
+    "dynamic_padding_only": "our trainer, group_by_length=False: padded to the batch's longest",
+    "padded_512": "paper recipe: every batch padded to 512",
+}
 # Tasks whose test questions give the text the short and long queries are cut from.
 TEXT_TASKS = ("mmlu", "gsm8k", "arc_challenge", "humaneval")
 FALLBACK_LLMS = [f"llm-{i}" for i in range(7)]
@@ -127,7 +129,9 @@ class Settings:
     batches_short: int = 8
     batches_long: int = 3
     train_batch_size: int = 16
-    train_timed_steps: int = 8
+    # One window of the trainer's length grouping: the timed steps of both trainer variants are
+    # then one whole epoch of the same queries.
+    train_timed_steps: int = LENGTH_WINDOW
     # Every 512-padded step costs the same whatever its queries, so fewer of them are timed;
     # the other variants' cost varies with the batch's longest query and needs more steps.
     train_padded_steps: int = 2
@@ -343,11 +347,11 @@ def paper_epoch_rows(data: RoutingData, rng: np.random.Generator) -> np.ndarray:
 def training_data(settings: Settings) -> tuple[RoutingData, str]:
     """Training queries drawn from one epoch of the paper's sampling.
 
-    One batch for warm-up, then ``max(train_timed_steps, GROUPING_POOL)`` batches: the first
-    ``train_timed_steps`` are timed, all of them form the grouping prototype's pool. Synthetic
-    queries of paper-like mixed lengths when the paper data is absent.
+    One batch for warm-up, then ``max(train_timed_steps, LENGTH_WINDOW)`` batches that the
+    timed variants train on. Synthetic queries of paper-like mixed lengths when the paper data
+    is absent.
     """
-    count = settings.train_batch_size * (1 + max(settings.train_timed_steps, GROUPING_POOL))
+    count = settings.train_batch_size * (1 + max(settings.train_timed_steps, LENGTH_WINDOW))
     rng = np.random.default_rng(settings.seed)
     data = paper_train_data()
     if data is not None:
@@ -362,51 +366,27 @@ def training_data(settings: Settings) -> tuple[RoutingData, str]:
     return RoutingData(queries, FALLBACK_LLMS, scores, tasks=tasks), "synthetic (no paper data)"
 
 
-def padding_per_epoch(tokenizer: PreTrainedTokenizerBase, settings: Settings) -> dict | None:
-    """Padded tokens per query over one epoch of the paper's sampling, by batching strategy.
+def full_fine_tuning(settings: Settings) -> TrainConfig:
+    """The default recipe, fine-tuning the encoder, at the benchmark's batch size and seed."""
+    return TrainConfig(batch_size=settings.train_batch_size, train_encoder=True, seed=settings.seed)
 
-    No timing: a deterministic count of what each strategy makes the encoder process.
-    Grouping sorts a pool of ``pool`` batches by length and cuts it into batches (their order
-    then shuffled); a pool of 1 batch is the trainer's plain shuffle. Grouping by length also
-    groups tasks, so the share of anchors the sample-sample loss can use (a same-task partner
-    and ``num_hard_negatives`` other-task queries in the batch; tasks standing in for
-    clusters) is counted too.
-    """
-    data = paper_train_data()
-    if data is None:
-        return None
-    rng = np.random.default_rng(settings.seed)
-    rows = rng.permutation(paper_epoch_rows(data, rng))
-    encoded = tokenizer(data.queries, truncation=True, max_length=PAPER_PADDING)["input_ids"]
-    lengths = np.array([len(ids) for ids in encoded])[rows]
-    tasks = labels_to_ids(data.tasks or [""] * len(data))[rows]
-    size, negatives = settings.train_batch_size, TrainConfig().num_hard_negatives
-    usable = len(rows) - len(rows) % size
-    tokens: dict[str, float] = {"real": float(lengths[:usable].mean()), "padded_512": 512.0}
-    anchors: dict[str, float] = {}
-    for pool in PADDING_POOLS:
-        padded, valid = 0, 0
-        for start in range(0, usable, pool * size):
-            block = np.arange(start, min(start + pool * size, usable))
-            block = block[np.argsort(lengths[block], kind="stable")]
-            for batch in np.split(block, len(block) // size):
-                padded += int(lengths[batch].max()) * size
-                same = (tasks[batch][:, None] == tasks[batch][None, :]).sum(axis=1) - 1
-                valid += int(((same > 0) & (size - 1 - same >= negatives)).sum())
-        name = "shuffled" if pool == 1 else f"grouped_pool_{pool}"
-        tokens[name], anchors[name] = padded / usable, valid / usable
-    return {
-        "queries": int(usable),
-        "batch_size": size,
-        "tokens_per_query": tokens,
-        "token_ratio_vs_512": {k: 512.0 / v for k, v in tokens.items()},
-        "sample_sample_anchor_share": anchors,
-    }
+
+def task_ids(data: RoutingData) -> np.ndarray:
+    """One cluster id per query: its task stands in for a k-means cluster."""
+    return labels_to_ids(data.tasks or [""] * len(data))
+
+
+def trainer_batches(
+    router: Router, data: RoutingData, config: TrainConfig, count: int
+) -> list[Batch]:
+    """The first ``count`` batches the trainer itself makes of ``data`` under ``config``."""
+    batches = _batches(router, data.queries, data.scores, task_ids(data), None, config)
+    return [next(batches) for _ in range(count)]
 
 
 def pad_to(batch: Batch, length: int, pad_id: int) -> Batch:
     """The same batch with its tokens right-padded to ``length`` (the paper's recipe)."""
-    given = _tokens(batch)
+    given = _tokens(batch)  # each (B, L)
     extra = length - given["input_ids"].shape[1]
     tokens = {
         "input_ids": F.pad(given["input_ids"], (0, extra), value=pad_id),
@@ -415,98 +395,121 @@ def pad_to(batch: Batch, length: int, pad_id: int) -> Batch:
     return Batch(scores=batch.scores, clusters=batch.clusters, tokens=tokens)
 
 
-def length_grouped_batches(
-    router: Router, data: RoutingData, clusters: np.ndarray, size: int, steps: int
-) -> list[Batch]:
-    """PROTOTYPE, not the trainer: sort a pool of queries by length and cut it into batches,
-    so each batch pads only to its own similar lengths (a trainer would shuffle their order).
-
-    Returns ``steps`` of the pool's batches, taken at evenly spaced places in the length
-    order, so that their mean cost stands for the whole pool's.
-    """
-    lengths = router.tokenize(data.queries)["attention_mask"].sum(dim=1).numpy()
-    order = np.argsort(lengths, kind="stable")
-    chunks = [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
-    picked = [chunks[int((k + 0.5) * len(chunks) / steps)] for k in range(steps)]
-    return [_batch_of(router, data, clusters, rows) for rows in picked]
-
-
 def _tokens(batch: Batch) -> dict[str, torch.Tensor]:
     if batch.tokens is None:
         raise ValueError("expected a batch of token ids, got cached vectors")
     return batch.tokens
 
 
-def _batch_of(router: Router, data: RoutingData, clusters: np.ndarray, rows: Any) -> Batch:
-    return Batch(
-        scores=torch.tensor(data.scores[rows], dtype=torch.float32),
-        clusters=torch.tensor(clusters[rows], dtype=torch.long),
-        tokens=router.tokenize([data.queries[i] for i in rows]),
-    )
+def tokens_per_query(batches: list[Batch]) -> tuple[float, float]:
+    """Padded and real (unmasked) tokens per query over ``batches``."""
+    masks = [_tokens(b)["attention_mask"] for b in batches]  # each (B, L)
+    queries = sum(m.shape[0] for m in masks)
+    return sum(m.numel() for m in masks) / queries, sum(int(m.sum()) for m in masks) / queries
+
+
+def anchor_share(batches: list[Batch], negatives: int) -> float:
+    """Share of queries the sample-sample loss can use as anchors: with a same-cluster partner
+    and at least ``negatives`` other-cluster queries in their batch."""
+    usable = 0
+    for batch in batches:
+        same = batch.clusters[:, None] == batch.clusters[None, :]  # (B, B)
+        partners, others = same.sum(dim=1) - 1, (~same).sum(dim=1)  # (B,)
+        usable += int(((partners > 0) & (others >= negatives)).sum())
+    return usable / sum(len(b.clusters) for b in batches)
+
+
+def time_steps(
+    setup: Setup, config: TrainConfig, variants: dict[str, list[Batch]]
+) -> dict[str, list[float]]:
+    """Seconds of each ``train_step``; the variants take turns, step by step, so that load
+    from other processes hits them alike."""
+    seconds: dict[str, list[float]] = {name: [] for name in variants}
+    for step in range(max(len(batches) for batches in variants.values())):
+        for name, batches in variants.items():
+            if step < len(batches):
+                start = time.perf_counter()
+                train_step(setup, batches[step], config)
+                seconds[name].append(time.perf_counter() - start)
+                logger.info("training step %d, %s: %.2f s", step + 1, name, seconds[name][-1])
+    return seconds
 
 
 def training_figures(settings: Settings) -> dict[str, Any]:
-    """Queries/s of train_step with dynamic padding, 512-padding and length grouping.
+    """Queries/s of ``train_step`` on the trainer's batches, with and without grouping by
+    length, and on batches padded to 512.
 
-    One model and optimizer serve all variants (speed does not depend on the weights); the
-    timed steps alternate between variants so that load from elsewhere hits them alike.
-    Dynamic and 512-padding train on the very same batches (the trainer's own, one epoch of
-    the timed queries); the grouping prototype on batches of a larger pool of queries.
+    One model and optimizer, made by ``build``, serve all variants (speed does not depend on
+    the weights). Both trainer variants take their first ``train_timed_steps`` batches of the
+    same queries; 512-padding pads the first batches of the ungrouped ones (its cost does not
+    depend on the queries).
     """
     data, source = training_data(settings)
     size, steps = settings.train_batch_size, settings.train_timed_steps
-    warmup_rows, timed_rows = np.arange(size), np.arange(size, size * (steps + 1))
-    pool_rows = np.arange(size, len(data))
-    clusters = labels_to_ids(data.tasks or [""] * len(data))
+    warmup, pool = data.subset(np.arange(size)), data.subset(np.arange(size, len(data)))
     router = build_router(list(data.llm_names), settings.seed)
-    config = TrainConfig(
-        batch_size=size, train_encoder=True, seed=settings.seed, max_length=PAPER_PADDING
-    )
-    timed = data.subset(timed_rows)
-    setup: Setup = build(router, timed.queries, timed.scores, clusters[timed_rows], None, config)
-    # The trainer's own batches: shuffled, each padded to its longest query; one epoch.
-    dynamic = [next(setup.batches) for _ in range(steps)]
+    config = full_fine_tuning(settings)
+    setup = build(router, pool.queries, pool.scores, task_ids(pool), None, config)
+    ungrouped = trainer_batches(router, pool, replace(config, group_by_length=False), steps)
     pad_id = router.tokenizer.pad_token_id
-    padded_steps = min(settings.train_padded_steps, steps)
     variants = {
-        "dynamic_padding": dynamic,
-        "padded_512": [pad_to(b, PAPER_PADDING, pad_id) for b in dynamic[:padded_steps]],
-        "length_grouped_prototype": length_grouped_batches(
-            router, data.subset(pool_rows), clusters[pool_rows], size, steps
-        ),
+        "grouped_by_length": [next(setup.batches) for _ in range(steps)],
+        "dynamic_padding_only": ungrouped,
+        "padded_512": [
+            pad_to(b, PAPER_PADDING, pad_id) for b in ungrouped[: settings.train_padded_steps]
+        ],
     }
     logger.info("training: warm-up step (batch %d)", size)
-    train_step(setup, _batch_of(router, data, clusters, warmup_rows), config)
-    seconds: dict[str, list[float]] = {name: [] for name in variants}
-    for step in range(steps):
-        for name, batches in variants.items():
-            if step >= len(batches):
-                continue
-            start = time.perf_counter()
-            train_step(setup, batches[step], config)
-            seconds[name].append(time.perf_counter() - start)
-            logger.info("training step %d, %s: %.2f s", step + 1, name, seconds[name][-1])
-    figures: dict[str, Any] = {
+    train_step(setup, trainer_batches(router, warmup, config, 1)[0], config)
+    seconds = time_steps(setup, config, variants)
+    counts = {name: tokens_per_query(batches) for name, batches in variants.items()}
+    return {
         "data": source,
         "batch_size": size,
+        "pool_batches": len(pool) // size,
         "timed_steps": {name: len(batches) for name, batches in variants.items()},
         "warmup_steps": 1,
         "mode": "full fine-tuning (train_encoder=True), default TrainConfig otherwise",
-        "queries_per_s": {},
-        "step_seconds": {},
-        "grouping_pool_batches": GROUPING_POOL,
-        "padded_tokens_per_query": {},
-        "real_tokens_per_query": {},
+        "queries_per_s": {name: len(s) * size / sum(s) for name, s in seconds.items()},
+        "step_seconds": seconds,
+        "padded_tokens_per_query": {name: padded for name, (padded, _) in counts.items()},
+        "real_tokens_per_query": {name: real for name, (_, real) in counts.items()},
+        "padding_per_epoch": padding_per_epoch(router, settings),
     }
-    for name, batches in variants.items():
-        masks = [_tokens(b)["attention_mask"] for b in batches]  # each (B, L)
-        figures["queries_per_s"][name] = size * len(batches) / sum(seconds[name])
-        figures["step_seconds"][name] = seconds[name]
-        figures["padded_tokens_per_query"][name] = float(np.mean([m.numel() for m in masks])) / size
-        figures["real_tokens_per_query"][name] = (
-            float(np.mean([m.sum().item() for m in masks])) / size
-        )
-    return figures
+
+
+def padding_per_epoch(router: Router, settings: Settings) -> dict[str, Any] | None:
+    """Padded tokens per query over one epoch of the paper's sampling, in the trainer's own
+    batches with and without grouping by length; None without the paper data.
+
+    No timing: a deterministic count of what each batching makes the encoder process. Grouping
+    by length also groups tasks, so the share of anchors the sample-sample loss can use is
+    counted too (tasks standing in for clusters).
+    """
+    data = paper_train_data()
+    if data is None:
+        return None
+    epoch = data.subset(paper_epoch_rows(data, np.random.default_rng(settings.seed)))
+    count = len(epoch) // settings.train_batch_size
+    config = full_fine_tuning(settings)
+    epochs = {
+        name: trainer_batches(router, epoch, replace(config, group_by_length=grouped), count)
+        for name, grouped in (("dynamic_padding_only", False), ("grouped_by_length", True))
+    }
+    counts = {name: tokens_per_query(batches) for name, batches in epochs.items()}
+    # Real tokens of the ungrouped epoch, which leaves out a random few queries (a last,
+    # partial batch); the grouped one leaves out a window's shortest.
+    tokens = {"real": counts["dynamic_padding_only"][1], "padded_512": float(PAPER_PADDING)}
+    tokens |= {name: padded for name, (padded, _) in counts.items()}
+    negatives = config.num_hard_negatives
+    anchors = {name: anchor_share(batches, negatives) for name, batches in epochs.items()}
+    return {
+        "queries": count * settings.train_batch_size,
+        "batch_size": settings.train_batch_size,
+        "tokens_per_query": tokens,
+        "token_ratio_vs_512": {k: PAPER_PADDING / v for k, v in tokens.items()},
+        "sample_sample_anchor_share": anchors,
+    }
 
 
 # ---------------------------------------------------------------------- memory
@@ -517,15 +520,11 @@ def rss_figures(router: Router, short: list[str], long: list[str], settings: Set
     with tempfile.TemporaryDirectory() as tmp:
         folder = router.save(Path(tmp) / "router")
         queries_path = Path(tmp) / "queries.json"
-        queries_path.write_text(
-            json.dumps(
-                {
-                    "short": short[: settings.rss_short_queries],
-                    "long": long[: settings.rss_long_queries],
-                }
-            ),
-            encoding="utf-8",
-        )
+        routed = {
+            "short": short[: settings.rss_short_queries],
+            "long": long[: settings.rss_long_queries],
+        }
+        queries_path.write_text(json.dumps(routed), encoding="utf-8")
         result = subprocess.run(
             [sys.executable, "-c", RSS_SCRIPT, str(folder), str(queries_path)],
             cwd=ROOT,
@@ -560,7 +559,39 @@ def check_targets(results: dict[str, Any]) -> dict[str, Any]:
 
 
 def markdown(results: dict[str, Any]) -> str:
-    bare, train, rss = results["bare_encoder"], results["training"], results["rss_process"]
+    lines = ["# Speed and memory", "", *_preamble(results), *_routing_section(results)]
+    lines += [*_training_section(results), *_epoch_section(results["training"])]
+    return "\n".join([*lines, *_memory_section(results)])
+
+
+def _target_cell(results: dict[str, Any], key: str) -> str:
+    target = results["targets"].get(key)
+    return "" if target is None else f"{target['target']} ({_verdict(target)})"
+
+
+def _verdict(target: dict[str, Any]) -> str:
+    return "met" if target["met"] else "NOT met"
+
+
+def _preamble(results: dict[str, Any]) -> list[str]:
+    load = results["load_average"]
+    lines = [
+        f"CPU threads: {results['provenance']['machine']['cpu_threads']}; load average "
+        f"before/after: {load['before']} / {load['after']}. Short queries {SHORT_TOKENS} tokens, "
+        f"long {LONG_TOKENS} tokens (special tokens included), cut from {results['query_text']}.",
+        "",
+    ]
+    if load["busy"]:
+        lines += [
+            "**Other processes were running** (load average above 1 before the run, or "
+            "above the CPU count + 1 after it): the timings are inflated, the ratios less so.",
+            "",
+        ]
+    return lines
+
+
+def _routing_section(results: dict[str, Any]) -> list[str]:
+    bare = results["bare_encoder"]
     rows = [
         ("one short query, p50 (ms)", "route_p50_ms_short", bare["p50_ms_short"]),
         ("one short query, p99 (ms)", "route_p99_ms_short", bare["p99_ms_short"]),
@@ -574,41 +605,24 @@ def markdown(results: dict[str, Any]) -> str:
         ),
         ("parameters", "parameters", bare["parameters"]),
     ]
-    targets = results["targets"]
-
-    def target_cell(key: str) -> str:
-        if key not in targets:
-            return ""
-        t = targets[key]
-        return f"{t['target']} ({'met' if t['met'] else 'NOT met'})"
-
-    lines = [
-        "# Speed and memory",
-        "",
-        f"CPU threads: {results['provenance']['machine']['cpu_threads']}; "
-        f"load average before/after: {results['load_average']['before']} / "
-        f"{results['load_average']['after']}. Short queries {SHORT_TOKENS} tokens, "
-        f"long {LONG_TOKENS} tokens (special tokens included), cut from "
-        f"{results['query_text']}.",
-        "",
-        *(
-            [
-                "**Other processes were running** (load average above 1 before the run, or "
-                "above the CPU count + 1 after it): the timings are inflated, the ratios less so.",
-                "",
-            ]
-            if results["load_average"]["busy"]
-            else []
-        ),
+    return [
         "## Routing (default encoder, untrained router, CPU)",
         "",
         "| measure | router | bare encoder (limit) | target |",
         "| --- | ---: | ---: | --- |",
+        *(
+            f"| {label} | {_fmt(results[key])} | {_fmt(limit)} | {_target_cell(results, key)} |"
+            for label, key, limit in rows
+        ),
     ]
-    for label, key, limit in rows:
-        lines.append(f"| {label} | {_fmt(results[key])} | {_fmt(limit)} | {target_cell(key)} |")
-    q = train["queries_per_s"]
-    lines += [
+
+
+def _training_section(results: dict[str, Any]) -> list[str]:
+    train = results["training"]
+    q, timed, pool = train["queries_per_s"], train["timed_steps"], train["pool_batches"]
+    steps = timed["grouped_by_length"]
+    share = "one whole epoch each" if steps == pool else f"the first {steps} of them"
+    return [
         "",
         f"## Training (batch {train['batch_size']}, full fine-tuning, {train['warmup_steps']} "
         f"warm-up step, {train['data']})",
@@ -616,66 +630,58 @@ def markdown(results: dict[str, Any]) -> str:
         "| batches | timed steps | queries/s | real tokens per query | padded tokens per query "
         "| speed-up vs 512-padding |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    labels = {
-        "dynamic_padding": "our trainer: shuffled, padded to the batch's longest",
-        "padded_512": "paper recipe: every batch padded to 512",
-        "length_grouped_prototype": (
-            f"prototype: pools of {GROUPING_POOL} batches grouped by length (not in the trainer)"
-        ),
-    }
-    for name, label in labels.items():
-        lines.append(
-            f"| {label} | {train['timed_steps'][name]} | {q[name]:.2f} | "
+        *(
+            f"| {label} | {timed[name]} | {q[name]:.2f} | "
             f"{train['real_tokens_per_query'][name]:.0f} | "
             f"{train['padded_tokens_per_query'][name]:.0f} | {q[name] / q['padded_512']:.2f}x |"
-        )
-    lines += [
+            for name, label in TRAIN_VARIANTS.items()
+        ),
         "",
-        f"train_speedup_vs_padded: {results['train_speedup_vs_padded']:.2f}x "
-        f"(target {target_cell('train_speedup_vs_padded')}). The steps take turns between "
-        "variants. 512-padding trains on the first of our trainer's batches, padded (its cost "
-        "does not depend on the queries); the prototype sorts a pool of "
-        f"{train['grouping_pool_batches']} batches by length and times batches spread over "
-        "the length order.",
+        f"train_speedup_vs_padded (our trainer): {results['train_speedup_vs_padded']:.2f}x "
+        f"(target {_target_cell(results, 'train_speedup_vs_padded')}); with dynamic padding "
+        f"only: {results['train_speedup_dynamic_padding_only_vs_padded']:.2f}x. The steps take "
+        "turns between variants. Both trainer variants train on the batches the trainer itself "
+        f"makes of the same {pool} batches of queries ({share}); 512-padding on the first "
+        "ungrouped ones, padded (its cost does not depend on the queries).",
     ]
-    epoch = train.get("padding_per_epoch")
-    if epoch:
-        lines += [
-            "",
-            f"Padded tokens per query over one epoch of the paper's sampling ({epoch['queries']} "
-            f"queries, batch {epoch['batch_size']}; counted, not timed; grouped = a pool of that "
-            "many batches sorted by length, then cut):",
-            "",
-            "| batches | tokens per query | 512 / tokens | sample-sample anchors usable |",
-            "| --- | ---: | ---: | ---: |",
-            *(
-                f"| {name} | {value:.0f} | {epoch['token_ratio_vs_512'][name]:.2f}x | "
-                + (
-                    f"{epoch['sample_sample_anchor_share'][name]:.0%}"
-                    if name in epoch["sample_sample_anchor_share"]
-                    else ""
-                )
-                + " |"
-                for name, value in epoch["tokens_per_query"].items()
-            ),
-        ]
-    lines += [
+
+
+def _epoch_section(train: dict[str, Any]) -> list[str]:
+    epoch = train["padding_per_epoch"]
+    if not epoch:
+        return []
+    anchors = epoch["sample_sample_anchor_share"]
+    return [
+        "",
+        f"Padded tokens per query over one epoch of the paper's sampling ({epoch['queries']} "
+        f"queries, batch {epoch['batch_size']}; counted, not timed) in the trainer's own batches:",
+        "",
+        "| batches | tokens per query | 512 / tokens | sample-sample anchors usable |",
+        "| --- | ---: | ---: | ---: |",
+        *(
+            f"| {name} | {value:.0f} | {epoch['token_ratio_vs_512'][name]:.2f}x | "
+            f"{f'{anchors[name]:.0%}' if name in anchors else ''} |"
+            for name, value in epoch["tokens_per_query"].items()
+        ),
+    ]
+
+
+def _memory_section(results: dict[str, Any]) -> list[str]:
+    rss = results["rss_process"]
+    imported = ", ".join(f"{m}: {'yes' if v else 'no'}" for m, v in rss["imported"].items())
+    return [
         "",
         "## Memory of a routing process",
         "",
-        f"Peak RSS {results['peak_rss_mib']:.0f} MiB (target {target_cell('peak_rss_mib')}); "
-        f"{rss['routed']}.",
+        f"Peak RSS {results['peak_rss_mib']:.0f} MiB (target "
+        f"{_target_cell(results, 'peak_rss_mib')}); {rss['routed']}.",
         "",
         "| after | peak RSS (MiB) |",
         "| --- | ---: |",
         *(f"| {k} | {v:.0f} |" for k, v in rss["peaks"].items()),
         "",
-        "Imported in that process: "
-        + ", ".join(f"{m}: {'yes' if v else 'no'}" for m, v in rss["imported"].items())
-        + ".",
+        f"Imported in that process: {imported}.",
     ]
-    return "\n".join(lines)
 
 
 def _fmt(value: float) -> str:
@@ -705,7 +711,6 @@ def run(settings: Settings) -> dict[str, Any]:
     parameters, bare_parameters = router.num_parameters(), bare.model.num_parameters()
     del router, bare  # training builds its own model
     train = training_figures(settings)
-    train["padding_per_epoch"] = padding_per_epoch(tokenizer, settings)
     q = train["queries_per_s"]
 
     load_after = [round(x, 2) for x in os.getloadavg()]
@@ -719,8 +724,10 @@ def run(settings: Settings) -> dict[str, Any]:
         "route_p99_ms_long": ours["long"]["p99_ms"],
         "batch_queries_per_s": ours["batch_short"],
         "batch_queries_per_s_long": ours["batch_long"],
-        "train_speedup_vs_padded": q["dynamic_padding"] / q["padded_512"],
-        "train_speedup_length_grouped_vs_padded": q["length_grouped_prototype"] / q["padded_512"],
+        "train_speedup_vs_padded": q["grouped_by_length"] / q["padded_512"],
+        "train_speedup_dynamic_padding_only_vs_padded": (
+            q["dynamic_padding_only"] / q["padded_512"]
+        ),
         "peak_rss_mib": max(rss["peaks"].values()),
         "parameters": parameters,
         "bare_encoder": {
@@ -751,20 +758,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--train-steps",
         type=int,
-        help="timed steps of our trainer and of the grouping prototype (default 8)",
+        help=f"timed steps of each trainer variant (default {LENGTH_WINDOW}, one epoch)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     settings = Settings.quick() if args.quick else Settings()
-    overrides = {
-        k: v
-        for k, v in (
-            ("train_batch_size", args.train_batch_size),
-            ("train_timed_steps", args.train_steps),
-        )
-        if v is not None
-    }
-    settings = Settings(**{**asdict(settings), **overrides})
+    overrides = {"train_batch_size": args.train_batch_size, "train_timed_steps": args.train_steps}
+    settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     start = time.perf_counter()
     results = run(settings)
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
@@ -772,11 +772,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logger.info("wrote %s and %s in %.0f s", json_path, md_path, results["wall_seconds"])
     for key, target in results["targets"].items():
         logger.info(
-            "%s = %.4g (target %s): %s",
-            key,
-            target["value"],
-            target["target"],
-            "met" if target["met"] else "NOT met",
+            "%s = %.4g (target %s): %s", key, target["value"], target["target"], _verdict(target)
         )
 
 

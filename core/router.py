@@ -341,7 +341,7 @@ class Router:
                 f"{folder / WEIGHTS_FILE} does not match {CONFIG_FILE}: "
                 f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
             )
-        model.load_state_dict(state)
+        model.load_state_dict(state, assign=True)  # reuse the loaded tensors: no second copy
         return cls(model, _load_saved_tokenizer(folder, metadata), config, device=device)
 
 
