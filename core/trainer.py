@@ -26,6 +26,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from safetensors import safe_open
+from safetensors.torch import save_file
+
 from core import __version__
 from core.clustering import cluster_queries, labels_to_ids
 from core.config import DEFAULT_ENCODER, RouterConfig, TrainConfig
@@ -305,6 +308,28 @@ class EncodingCache:
                 self._vectors[(*prefix, new[i])] = vector
         return torch.stack([self._vectors[(*prefix, q)] for q in queries])
 
+    def save(self, path: str | Path) -> None:
+        """Write the vectors ``(N, D)`` to a safetensors file, their keys as JSON metadata.
+
+        Every vector must have the same size D (a file holds one encoder width).
+        """
+        keys = list(self._vectors)
+        vectors = torch.stack([self._vectors[k] for k in keys]) if keys else torch.zeros(0, 0)
+        save_file({"vectors": vectors}, str(path), metadata={"keys": json.dumps(keys)})
+
+    @classmethod
+    def load(cls, path: str | Path) -> EncodingCache:
+        """A cache holding what :meth:`save` wrote to ``path``."""
+        cache = cls()
+        with safe_open(str(path), framework="pt") as stored:
+            keys = json.loads(stored.metadata()["keys"])
+            vectors = stored.get_tensor("vectors")  # (N, D)
+        cache._vectors = {
+            (encoder, pooling, limit, query): vector
+            for (encoder, pooling, limit, query), vector in zip(keys, vectors, strict=True)
+        }
+        return cache
+
 
 def _batches(
     router: Router,
@@ -317,17 +342,17 @@ def _batches(
     """Endless shuffled batches, reshuffled every epoch, seeded.
 
     With ``group_by_length`` (full mode), each window of ``LENGTH_WINDOW`` batches is sorted by
-    query length before it is cut, so a batch pads to a length close to its own queries'.
+    token count before it is cut, so a batch pads to a length close to its own queries'.
     """
     rng = np.random.default_rng(config.seed)
     score_tensor = torch.tensor(scores, dtype=torch.float32)
     cluster_tensor = torch.tensor(clusters, dtype=torch.long)
-    lengths = np.array([len(q) for q in queries])
+    lengths = _token_lengths(router, queries) if config.train_encoder else None
     size = min(config.batch_size, len(queries))
     while True:
         order = rng.permutation(len(queries))
         batches = [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
-        if config.train_encoder and config.group_by_length:
+        if lengths is not None and config.group_by_length:
             window = size * LENGTH_WINDOW
             order = np.concatenate(
                 [
@@ -348,6 +373,13 @@ def _batches(
                 assert pooled is not None
                 batch.pooled = pooled[rows].to(router.device)
             yield batch
+
+
+def _token_lengths(router: Router, queries: list[str]) -> np.ndarray:
+    """Tokens per query as the encoder will see them (characters per token vary by language)."""
+    with router._tokenizer_lock:
+        ids = router.tokenizer(queries, truncation=True, max_length=router.max_tokens)["input_ids"]
+    return np.array([len(row) for row in ids])
 
 
 def _given_clusters(
