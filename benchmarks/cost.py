@@ -16,10 +16,11 @@ into train, validation and test (seeded, stratified by task) and measures, on te
   cost and accuracy against the budget asked for.
 
 Every method sees the same frozen all-MiniLM-L6-v2 query vectors (mean pooled); RouterDC trains
-its head and projection on them (``train_encoder=False``). The queries are encoded once: ``fit``
-is called as a user calls it, with its encoding pass served from a cache, and the trained
-routers route (``probabilities``, ``route_batch``, ``calibrate``) with their encoder pass served
-from the same cache. Hyper-parameters and checkpoints are chosen on validation only. Prices in
+its head and projection on them (``train_encoder=False``, the CPU recipe). The queries are
+encoded once, into one :class:`core.trainer.EncodingCache` that every ``fit`` shares
+(``--encoding-cache FILE`` keeps it across runs); the trained routers are scored by applying
+their head to the cached vectors, and ``calibrate`` routes the validation queries through the
+router itself. Hyper-parameters and checkpoints are chosen on validation only. Prices in
 the rule are the train split's mean cost per LLM; spending is the recorded per-query cost of
 the chosen LLM; accuracy is the mean 0/1 score of the chosen LLM over all test queries.
 
@@ -34,25 +35,23 @@ Writes ``benchmarks/results/cost.json``, ``cost.md`` and ``cost.png``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 import numpy as np
 import torch
 
 import core
-import core.trainer
 from benchmarks.baselines import KNNRouter, LinearRouter, ZooterRouter, validation_accuracy
 from benchmarks.common import RESULTS, ROUTERBENCH_DATA, provenance, require_data, write_results
 from core.calibration import calibrate
 from core.config import TrainConfig
 from core.metrics import accuracy
 from core.router import cost_penalty
+from core.trainer import EncodingCache
 
 logger = logging.getLogger("benchmarks.cost")
 
@@ -73,14 +72,6 @@ COST_RATES = (0.0, 0.1, 0.55, 0.7, 0.8, 0.9, 1.05, 1.2, 1.4, 2.0, 5.0)
 QUICK_COST_RATES = (0.0, 0.1, 0.8, 1.2)
 # tau of p(t|x) = softmax(cos / tau), chosen on validation (a sharper softmax suits 0/1 scores).
 TEMPERATURES = (1.0, 0.3, 0.1, 0.05)
-# The frozen-encoder recipe (docs: "fast path"); the head trains in seconds.
-FIT_OPTIONS: dict[str, Any] = {
-    "train_encoder": False,
-    "projection": True,
-    "head_learning_rate": 1e-3,
-    "batch_size": 64,
-    "progress": False,
-}
 
 
 # ---------------------------------------------------------------------- AIQ
@@ -140,59 +131,18 @@ def hull_value(points: np.ndarray, cost: float) -> float:
     return 0.0 if cost < hull[0, 0] else float(np.interp(cost, hull[:, 0], hull[:, 1]))
 
 
-# ---------------------------------------------------------------------- encoding once
-
-EncodingCache = dict[tuple[str, int, str], torch.Tensor]  # (pooling, max_length, query) -> (D,)
+# ---------------------------------------------------------------------- frozen routers
 
 
-@contextlib.contextmanager
-def encoding_cache(path: Path | None = None) -> Iterator[EncodingCache]:
-    """Serve ``fit``'s frozen-encoder pass from a per-query cache, so queries encode once.
+@torch.inference_mode()
+def head_probabilities(router: core.Router, vectors: torch.Tensor) -> np.ndarray:
+    """p(t|x) ``(N, T)`` of a frozen-encoder router from its encoder's cached outputs ``(N, D)``.
 
-    Every fit here uses the same encoder, pooling and length limit, which key the cache.
-    With ``path``, the cache is read from and written back to that file (a ``torch.save``
-    of tensors only), so a rerun skips encoding.
+    The same numbers as ``router.probabilities(queries)``, without running the encoder again.
     """
-    original = core.trainer._encode_once
-    cache: EncodingCache = {}
-    if path is not None and path.is_file():
-        stored = torch.load(path, weights_only=True)
-        cache.update(zip(map(tuple, stored["keys"]), stored["vectors"], strict=True))
-        logger.info("read %d encoded queries from %s", len(cache), path)
-
-    def cached(router: core.Router, queries: list[str], config: TrainConfig) -> torch.Tensor:
-        keys = [(config.pooling, config.max_length, q) for q in queries]
-        todo = list(dict.fromkeys(k for k in keys if k not in cache))
-        if todo:
-            fresh = original(router, [k[2] for k in todo], config)
-            cache.update(zip(todo, fresh, strict=True))
-        return torch.stack([cache[k] for k in keys])
-
-    with mock.patch.object(core.trainer, "_encode_once", cached):
-        yield cache
-    if path is not None:
-        keys = list(cache)
-        torch.save({"keys": keys, "vectors": torch.stack([cache[k] for k in keys])}, path)
-
-
-class CachedEncoderRouter(core.Router):
-    """A trained router whose encoder pass is served from the cache.
-
-    Everything past the encoder is the router's own: ``probabilities``, ``route_batch`` and
-    the cost rule, and :func:`core.calibration.calibrate`, which calls them.
-    """
-
-    def __init__(self, router: core.Router, cache: EncodingCache, config: TrainConfig) -> None:
-        super().__init__(router.model, router.tokenizer, router.config, device=router.device)
-        self._cache = cache
-        self._key = (config.pooling, config.max_length)
-
-    @torch.inference_mode()
-    def logits(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        pooled = torch.stack([self._cache[(*self._key, q)] for q in queries])  # (N, D)
-        self.model.eval()
-        logits, _ = self.model.head(pooled.to(self.device))
-        return logits.float().cpu().numpy()
+    router.model.eval()
+    logits, _ = router.model.head(vectors.to(router.device))
+    return torch.softmax(logits.float(), dim=1).cpu().numpy()
 
 
 # ---------------------------------------------------------------------- measuring
@@ -225,7 +175,9 @@ class TestSplit:
         return [self.point(self.route(utilities, w), cost_weight=w) for w in weights]
 
 
-def curve_entry(points: list[dict[str, float]], cost_range: tuple[float, float]) -> dict[str, Any]:
+def curve_entry(
+    points: Sequence[Mapping[str, Any]], cost_range: tuple[float, float]
+) -> dict[str, Any]:
     xy = np.array([[p["cost"], p["accuracy"]] for p in points])
     return {
         "aiq": aiq(xy, cost_range),
@@ -269,8 +221,6 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
     steps = 300 if quick else TrainConfig().steps
     weights = QUICK_WEIGHTS if quick else WEIGHTS
     cost_rates = QUICK_COST_RATES if quick else COST_RATES
-    options = {**FIT_OPTIONS, "steps": steps, "seed": seed, "validation": validation}
-    recipe = TrainConfig(**{k: v for k, v in options.items() if k in TrainConfig.__annotations__})
     prices = train.mean_costs()
     assert prices is not None
     measure = TestSplit(test, prices)
@@ -280,59 +230,65 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
         max(p["cost"] for p in single.values()),
     )
 
-    methods: dict[str, dict[str, Any]] = {}
-    with encoding_cache(cache_file) as cache:
-        # RouterDC's temperature is chosen on validation, as the baselines' settings are.
-        candidates: dict[float, CachedEncoderRouter] = {}
-        chosen_by: dict[str, float] = {}
-        for temperature in TEMPERATURES:
-            fitted = core.fit(train, temperature=temperature, **options)
-            assert fitted.config.costs == prices
-            if not candidates:
-                core.trainer._encode_once(fitted, test.queries, recipe)  # into the cache
-                logger.info(
-                    "encoded %d queries (%.0f s)", len(cache), time.perf_counter() - started
-                )
-            candidates[temperature] = CachedEncoderRouter(fitted, cache, recipe)
-            chosen_by[f"temperature={temperature:g}"] = validation_accuracy(
-                candidates[temperature].probabilities(validation.queries), validation.scores
-            )
-        temperature = max(candidates, key=lambda t: chosen_by[f"temperature={t:g}"])
-        router = candidates[temperature]
-        logger.info("RouterDC temperature %g (validation accuracy %s)", temperature, chosen_by)
-        methods["routerdc_routing_time"] = curve_entry(
-            measure.sweep(router.probabilities(test.queries), weights), cost_range
-        )
-        methods["routerdc_routing_time"]["settings"] = {
-            "steps": steps,
-            "cost_rate": 0.0,
-            "temperature": temperature,
-            "validation_accuracy": chosen_by,
-        }
-
-        retrained = []
-        for rate in cost_rates:
-            # Validation accuracy ignores cost, so picking the checkpoint by it would undo the
-            # cost rate: keep the last step instead (validate only there).
-            fitted = core.fit(
-                train, cost_rate=rate, temperature=temperature, eval_every=steps, **options
-            )
-            model = CachedEncoderRouter(fitted, cache, recipe)
-            chosen = model.probabilities(test.queries).argmax(axis=1)
-            retrained.append(measure.point(chosen, cost_rate=rate))
-            logger.info("retrained with cost_rate %g: %s", rate, retrained[-1])
-        methods["routerdc_retrained"] = curve_entry(retrained, cost_range)
-        methods["routerdc_retrained"]["settings"] = {
-            "steps": steps,
-            "temperature": temperature,
-            "checkpoint": "last step",
-        }
-
-    key = (recipe.pooling, recipe.max_length)
-    arrays = {
-        name: torch.stack([cache[(*key, q)] for q in part.queries]).numpy()
-        for name, part in (("train", train), ("validation", validation), ("test", test))
+    cache = (
+        EncodingCache.load(cache_file) if cache_file and cache_file.is_file() else EncodingCache()
+    )
+    logger.info("%d encoded queries in the cache at the start", len(cache))
+    recipe = TrainConfig(train_encoder=False, steps=steps, seed=seed)
+    options: dict[str, Any] = {
+        "config": recipe,
+        "validation": validation,
+        "encoding_cache": cache,
+        "progress": False,
     }
+    # RouterDC's temperature is chosen on validation, as the baselines' settings are.
+    candidates = {t: core.fit(train, temperature=t, **options) for t in TEMPERATURES}
+    first = candidates[TEMPERATURES[0]]
+    assert first.config.costs == prices
+    parts = {"train": train, "validation": validation, "test": test}
+    vectors = {name: cache.encode(first, part.queries, recipe) for name, part in parts.items()}
+    if cache_file is not None:
+        cache.save(cache_file)
+    chosen_by = {
+        f"temperature={t:g}": validation_accuracy(
+            head_probabilities(fitted, vectors["validation"]), validation.scores
+        )
+        for t, fitted in candidates.items()
+    }
+    temperature = max(candidates, key=lambda t: chosen_by[f"temperature={t:g}"])
+    router = candidates[temperature]
+    logger.info("RouterDC temperature %g (validation accuracy %s)", temperature, chosen_by)
+    test_probabilities = head_probabilities(router, vectors["test"])
+
+    methods: dict[str, dict[str, Any]] = {}
+    methods["routerdc_routing_time"] = curve_entry(
+        measure.sweep(test_probabilities, weights), cost_range
+    )
+    methods["routerdc_routing_time"]["settings"] = {
+        "steps": steps,
+        "cost_rate": 0.0,
+        "temperature": temperature,
+        "validation_accuracy": chosen_by,
+    }
+
+    retrained = []
+    for rate in cost_rates:
+        # Validation accuracy ignores cost, so picking the checkpoint by it would undo the
+        # cost rate: keep the last step instead (validate only there).
+        fitted = core.fit(
+            train, cost_rate=rate, temperature=temperature, eval_every=steps, **options
+        )
+        chosen = head_probabilities(fitted, vectors["test"]).argmax(axis=1)
+        retrained.append(measure.point(chosen, cost_rate=rate))
+        logger.info("retrained with cost_rate %g: %s", rate, retrained[-1])
+    methods["routerdc_retrained"] = curve_entry(retrained, cost_range)
+    methods["routerdc_retrained"]["settings"] = {
+        "steps": steps,
+        "temperature": temperature,
+        "checkpoint": "last step",
+    }
+
+    arrays = {name: v.numpy() for name, v in vectors.items()}
     for baseline in (KNNRouter(), LinearRouter(), ZooterRouter(seed=seed)):
         baseline.fit(arrays["train"], train.scores, arrays["validation"], validation.scores)
         entry = curve_entry(measure.sweep(baseline.utilities(arrays["test"]), weights), cost_range)
@@ -341,7 +297,7 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
         logger.info("%s: AIQ %.2f", baseline.name, entry["aiq"])
 
     methods["zero_router"] = curve_entry(
-        [dict(p, llm=name) for name, p in single.items()], cost_range
+        [{**p, "llm": name} for name, p in single.items()], cost_range
     )
     truth = np.nan_to_num(test.scores, nan=-1.0)
     methods["oracle"] = curve_entry(measure.sweep(truth, weights), cost_range)
@@ -349,14 +305,14 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
     cheapest_correct = np.argmin(np.where(truth == best, measure.spend, np.inf), axis=1)
     oracle_points = {"cheapest_correct_oracle": measure.point(cheapest_correct)}
 
-    calibration = calibrate_on_validation(router, validation, test, measure)
+    calibration = calibrate_on_validation(router, validation, test_probabilities, measure)
     targets = check_targets(methods, single, calibration)
     settings = {
         "quick": quick,
         "seed": seed,
         "steps": steps,
         "torch_threads": torch.get_num_threads(),
-        "fit_options": {k: v for k, v in options.items() if k != "validation"},
+        "recipe": {k: v for k, v in vars(recipe.resolved("cpu")).items() if k != "device"},
         "cost_weights": list(weights),
         "cost_rates": list(cost_rates),
         "budgets": list(BUDGETS),
@@ -382,20 +338,27 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
 def calibrate_on_validation(
     router: core.Router,
     validation: core.RoutingData,
-    test: core.RoutingData,
+    test_probabilities: np.ndarray,
     measure: TestSplit,
 ) -> list[dict[str, Any]]:
-    """Calibrate on validation for each target, then route the test queries with the weight."""
+    """Calibrate on validation for each target, then route the test queries with the weight.
+
+    ``calibrate`` encodes the validation queries through the router, as a user's call does;
+    the test routing applies the router's rule to its probabilities ``(N, T)`` on test.
+    """
     out = []
     targets = [{"budget": b} for b in BUDGETS] + [{"expensive_share": EXPENSIVE_SHARE}]
-    columns = {name: i for i, name in enumerate(measure.names)}
     for target in targets:
-        found = calibrate(router, validation, **target)
-        decisions = router.route_batch(
-            test.queries, cost_weight=found.cost_weight, costs=found.costs
+        found = calibrate(
+            router,
+            validation,
+            budget=target.get("budget"),
+            expensive_share=target.get("expensive_share"),
         )
-        chosen = np.array([columns[d.llm] for d in decisions])
+        assert found.costs == measure.prices and router.llm_names == measure.names
+        chosen = measure.route(test_probabilities, found.cost_weight)
         realised = measure.point(chosen)
+        expensive = measure.names.index(found.most_expensive_llm)
         row = {
             **target,
             "cost_weight": found.cost_weight,
@@ -404,7 +367,7 @@ def calibrate_on_validation(
             "validation_expensive_share": found.expensive_share,
             "test_cost": realised["cost"],
             "test_accuracy": realised["accuracy"],
-            "test_expensive_share": float(np.mean(chosen == columns[found.most_expensive_llm])),
+            "test_expensive_share": float(np.mean(chosen == expensive)),
         }
         if "budget" in target:
             row["test_cost_over_budget"] = realised["cost"] / target["budget"] - 1
@@ -453,8 +416,7 @@ def check_targets(
         "cost_target_is": why,
         "accuracy_at_cost_target": at_target,
         "routerdc_matches_gpt4_at_cost_target": any(
-            at_target[m]["gap_to_gpt4"] is not None and at_target[m]["gap_to_gpt4"] >= 0
-            for m in routerdc
+            gap is not None and gap >= 0 for gap in (at_target[m]["gap_to_gpt4"] for m in routerdc)
         ),
         "calibration_within_10_percent": {
             str(row["budget"]): abs(row["test_cost_over_budget"]) <= 0.10 for row in budgets

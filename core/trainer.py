@@ -24,10 +24,9 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-
 from safetensors import safe_open
 from safetensors.torch import save_file
+from tqdm.auto import tqdm
 
 from core import __version__
 from core.clustering import cluster_queries, labels_to_ids

@@ -358,3 +358,20 @@ def test_a_router_trained_with_70_percent_of_scores_hidden_beats_the_best_single
     reference = reference_rows(held_out.scores, held_out.llm_names)
     assert reference["best_single_llm"] == "generalist"
     assert accuracy(held_out.scores, chosen) > reference["best_single"] + 0.2
+
+
+def test_an_encoding_cache_saved_and_loaded_serves_the_same_vectors_without_encoding(
+    tiny_encoder: str, toy_data: RoutingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = trainer.EncodingCache()
+    router = core.fit(
+        toy_data, encoder=tiny_encoder, steps=1, encoding_cache=cache, clusters="tasks", **FROZEN
+    )
+    config = TrainConfig(**{k: v for k, v in FROZEN.items() if k != "progress"})
+    vectors = cache.encode(router, toy_data.queries, config)  # (N, D)
+    cache.save(tmp_path / "cache.safetensors")
+
+    loaded = trainer.EncodingCache.load(tmp_path / "cache.safetensors")
+    monkeypatch.setattr(router.model, "encode", None)  # any encoding would now fail
+    assert len(loaded) == len(cache)
+    assert torch.equal(loaded.encode(router, toy_data.queries, config), vectors)
