@@ -27,7 +27,7 @@ import torch
 import core
 from benchmarks.baselines import KNNRouter, LinearRouter, ZooterRouter
 from benchmarks.common import PAPER_DATA, RESULTS, provenance, require_data, write_results
-from core.metrics import accuracy, training_view
+from core.metrics import accuracy, best_llm_per_task, training_view
 from core.trainer import EncodingCache, fit
 
 logger = logging.getLogger("benchmarks.paper")
@@ -203,14 +203,14 @@ def reference_rows(experiment: Experiment) -> dict[str, dict[str, Any]]:
     llms = experiment.train.llm_names
     rows: dict[str, dict[str, Any]] = {}
     for index, llm in enumerate(llms):
-        rows[f"llm:{llm}"] = experiment.test_accuracy(
-            lambda data, task, i=index: np.full(len(data), i)
-        )
+
+        def always(data: core.RoutingData, task: str, column: int = index) -> np.ndarray:
+            return np.full(len(data), column)
+
+        rows[f"llm:{llm}"] = experiment.test_accuracy(always)
     best = max(llms, key=lambda n: rows[f"llm:{n}"]["average"])
     rows["best_single_llm"] = rows[f"llm:{best}"] | {"llm": best}
-    train_view = training_view(experiment.train)
-    tasks = np.array(experiment.train.tasks or [])
-    per_task = {t: int(np.nanmean(train_view[tasks == t], axis=0).argmax()) for t in set(tasks)}
+    per_task = best_llm_per_task(experiment.train)
     rows["best_llm_per_task"] = experiment.test_accuracy(
         lambda data, task: np.full(len(data), per_task[task])
     ) | {"llms": {TASK_NAMES[t]: llms[i] for t, i in per_task.items()}}

@@ -42,6 +42,16 @@ def training_view(data: RoutingData) -> np.ndarray:
     return view
 
 
+def best_llm_per_task(data: RoutingData) -> dict[str, int]:
+    """Column of each task's best LLM on ``data``, by the metric (the per-task reference)."""
+    view = training_view(data)
+    tasks = np.array(data.tasks if data.tasks is not None else [""] * len(data))
+    return {
+        task: int(np.nanmean(view[tasks == task], axis=0).argmax())
+        for task in dict.fromkeys(tasks.tolist())
+    }
+
+
 def accuracy(
     scores: np.ndarray, chosen: Sequence[int] | np.ndarray, binary: bool | None = None
 ) -> float:

@@ -269,7 +269,6 @@ class Router:
         """Write ``config.json``, ``model.safetensors``, the encoder config and tokenizer files."""
         folder = Path(path)
         folder.mkdir(parents=True, exist_ok=True)
-        self.config.to_json(folder / CONFIG_FILE)
         encoder_config = self.model.encoder.config.to_dict()
         (folder / ENCODER_CONFIG_FILE).write_text(json.dumps(encoder_config, indent=2))
         written = self.tokenizer.save_pretrained(str(folder))
@@ -285,7 +284,7 @@ class Router:
             k: v.detach().float().contiguous().cpu() for k, v in self.model.state_dict().items()
         }
         save_file(state, str(folder / WEIGHTS_FILE), metadata=metadata)
-        # The tokenizer writes its own config.json only for some classes; ours must win.
+        # Written last: some tokenizers write a config.json of their own, and ours must win.
         self.config.to_json(folder / CONFIG_FILE)
         logger.info("saved router to %s", folder)
         return folder

@@ -13,7 +13,6 @@ Two modes:
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import math
@@ -277,7 +276,7 @@ def _head_or_model_state(model: RouterDCModel, config: TrainConfig) -> dict[str,
     """A CPU copy of what trains (only the head when the encoder is frozen)."""
     module = model if config.train_encoder else model.head
     prefix = "" if config.train_encoder else "head."
-    return {prefix + k: v.detach().cpu().clone() for k, v in copy.copy(module.state_dict()).items()}
+    return {prefix + k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
 class EncodingCache:
