@@ -5,6 +5,7 @@ Every results file records the command, the git commit and the settings that pro
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import platform
@@ -14,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from core.trainer import EncodingCache
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -82,3 +85,16 @@ def require_data(folder: Path) -> Path:
             f"data folder {folder} not found: benchmarks read ../shared/data/ next to the project"
         )
     return folder
+
+
+def add_cache_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--encoding-cache",
+        type=Path,
+        help="keep the encoded queries in this file (outside the repository) across runs",
+    )
+
+
+def open_cache(path: Path | None) -> EncodingCache:
+    """The encoding cache saved at ``path``, or an empty one when there is none yet."""
+    return EncodingCache.load(path) if path is not None and path.is_file() else EncodingCache()

@@ -46,12 +46,19 @@ import torch
 
 import core
 from benchmarks.baselines import KNNRouter, LinearRouter, ZooterRouter, validation_accuracy
-from benchmarks.common import RESULTS, ROUTERBENCH_DATA, provenance, require_data, write_results
+from benchmarks.common import (
+    RESULTS,
+    ROUTERBENCH_DATA,
+    add_cache_option,
+    open_cache,
+    provenance,
+    require_data,
+    write_results,
+)
 from core.calibration import calibrate
 from core.config import TrainConfig
 from core.metrics import accuracy
 from core.router import cost_penalty
-from core.trainer import EncodingCache
 
 logger = logging.getLogger("benchmarks.cost")
 
@@ -230,9 +237,7 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
         max(p["cost"] for p in single.values()),
     )
 
-    cache = (
-        EncodingCache.load(cache_file) if cache_file and cache_file.is_file() else EncodingCache()
-    )
+    cache = open_cache(cache_file)
     logger.info("%d encoded queries in the cache at the start", len(cache))
     recipe = TrainConfig(train_encoder=False, steps=steps, seed=seed)
     options: dict[str, Any] = {
@@ -587,11 +592,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         help="torch threads (default 1: the head's small steps gain nothing from more, and on "
         "a shared CPU more threads only wait on each other)",
     )
-    parser.add_argument(
-        "--encoding-cache",
-        type=Path,
-        help="keep the encoded queries in this file (outside the repository) across runs",
-    )
+    add_cache_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)

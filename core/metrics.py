@@ -32,13 +32,13 @@ def metric_scores(scores: np.ndarray, binary: bool | None = None) -> np.ndarray:
     return np.where(np.isnan(scores), np.nan, scores > 0).astype(float) if binary else scores
 
 
-def training_view(data: RoutingData) -> np.ndarray:
+def training_view(data: RoutingData, binary: bool | None = None) -> np.ndarray:
     """``(N, T)`` scores as the metric sees them, task by task (binarised where probabilities)."""
     tasks = np.array(data.tasks if data.tasks is not None else [""] * len(data))
     view = data.scores.copy()
     for task in dict.fromkeys(tasks.tolist()):
         rows = tasks == task
-        view[rows] = metric_scores(data.scores[rows])
+        view[rows] = metric_scores(data.scores[rows], binary)
     return view
 
 

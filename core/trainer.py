@@ -34,9 +34,10 @@ from core.data import RoutingData
 from core.encoder import load_encoder
 from core.errors import ConfigError, DataError
 from core.losses import SampleLLMLoss, SampleSampleLoss
-from core.metrics import task_mean_accuracy
+from core.metrics import task_mean_accuracy, training_view
 from core.model import RouterDCModel
 from core.router import Router, pick_device
+from core.smoothing import smooth_scores
 
 logger = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def fit(
             cluster_labels = cluster_labels[train_rows]
     if validation is not None:
         validation = _align_llms(validation, data.llm_names)
-    train_scores = _training_scores(data, cost_rate)
+    penalty = _cost_penalty(data, cost_rate)  # checked before the slow encoding pass
 
     tokenizer, encoder_model = load_encoder(encoder)
     model = RouterDCModel(
@@ -151,17 +152,23 @@ def fit(
     )
     router = Router(model, tokenizer, router_config, device=device)
 
-    need_pooled = not config.train_encoder or cluster_labels is None
+    smoothing = config.smoothing_neighbours
+    need_pooled = not config.train_encoder or cluster_labels is None or smoothing > 0
     cache = encoding_cache if encoding_cache is not None else EncodingCache()
     pooled = cache.encode(router, data.queries, config) if need_pooled else None
     if cluster_labels is None:
         assert pooled is not None
         cluster_labels = cluster_queries(pooled.numpy(), config.num_clusters, seed=config.seed)
+    scores = training_view(data, config.binary)
+    if smoothing > 0:
+        assert pooled is not None
+        groups = labels_to_ids(data.tasks) if data.tasks is not None else cluster_labels
+        scores = smooth_scores(pooled.numpy(), scores, groups, smoothing)
     val_pooled = None
     if validation is not None and not config.train_encoder:
         val_pooled = cache.encode(router, validation.queries, config)
 
-    setup = build(router, data.queries, train_scores, cluster_labels, pooled, config)
+    setup = build(router, data.queries, scores - penalty, cluster_labels, pooled, config)
     history = _train(router, setup, config, validation, val_pooled, progress)
     router.model.eval()
     router.history = history
@@ -415,18 +422,18 @@ def _align_llms(data: RoutingData, llm_names: list[str]) -> RoutingData:
     return RoutingData(data.queries, list(llm_names), scores, costs, data.tasks)
 
 
-def _training_scores(data: RoutingData, cost_rate: float) -> np.ndarray:
-    """Scores to train on: as given, or less ``cost_rate`` times the normalised price."""
-    if cost_rate == 0:
-        return data.scores
-    if not (math.isfinite(cost_rate) and cost_rate > 0):
+def _cost_penalty(data: RoutingData, cost_rate: float) -> np.ndarray:
+    """``(N, T)``: ``cost_rate`` times each call's price over the highest mean price (0 if free)."""
+    if not (math.isfinite(cost_rate) and cost_rate >= 0):
         raise ConfigError(f"cost_rate must be a finite number >= 0, got {cost_rate!r}")
+    if cost_rate == 0:
+        return np.zeros_like(data.scores)
     means = data.mean_costs()
     if means is None or len(means) < len(data.llm_names):
         raise DataError("cost_rate needs a cost for every LLM in the data")
     prices = np.array([means[n] for n in data.llm_names])
     if prices.max() == 0:
-        return data.scores
+        return np.zeros_like(data.scores)
     costs = data.costs if data.costs is not None else np.broadcast_to(prices, data.scores.shape)
     costs = np.where(np.isnan(costs), prices[None, :], costs)
-    return data.scores - cost_rate * costs / prices.max()
+    return cost_rate * costs / prices.max()

@@ -84,6 +84,8 @@ def tiny_router(tiny_encoder: str, toy_data: core.RoutingData) -> core.Router:
         learning_rate=1e-3,
         head_learning_rate=1e-2,
         max_length=64,
+        # tau 1 keeps the probabilities graded, so that a cost weight of 1 can move a choice.
+        temperature=1.0,
         seed=0,
         progress=False,
     )

@@ -12,12 +12,22 @@ from core import ConfigError, RouterConfig, TrainConfig
 from core.config import FROZEN_HEAD_LEARNING_RATE
 
 
-def test_train_config_defaults_are_the_papers() -> None:
+def test_train_config_keeps_the_papers_optimiser_and_sample_sample_settings() -> None:
     config = TrainConfig()
     assert (config.learning_rate, config.batch_size, config.steps) == (5e-5, 64, 1000)
-    assert (config.temperature, config.top_k_positive, config.top_k_negative) == (1.0, 3, 3)
     assert (config.num_hard_negatives, config.sample_sample_weight) == (3, 1.0)
     assert (config.num_clusters, config.validation_fraction, config.max_length) == (5, 0.1, 512)
+
+
+def test_paper_recipe_restores_the_papers_loss_settings() -> None:
+    config = TrainConfig.paper(steps=10)
+    assert (config.temperature, config.top_k_positive, config.top_k_negative) == (1.0, 3, 3)
+    assert (config.negative_max_score, config.smoothing_neighbours) == (0.5, 0)
+    assert (config.binary, config.pooling, config.train_encoder) == (False, "first", True)
+    assert config.steps == 10
+    # The tuned defaults differ from it in exactly these fields.
+    assert TrainConfig().temperature == 0.1
+    assert TrainConfig().smoothing_neighbours > 0
 
 
 @pytest.mark.parametrize(
@@ -33,6 +43,9 @@ def test_train_config_defaults_are_the_papers() -> None:
         ("eval_every", 0),
         ("encode_batch_size", 0),
         ("num_hard_negatives", 0),
+        ("smoothing_neighbours", -1),
+        ("smoothing_neighbours", 2.5),
+        ("binary", "yes"),
         ("learning_rate", 0.0),
         ("learning_rate", float("nan")),
         ("head_learning_rate", -1e-3),

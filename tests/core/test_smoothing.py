@@ -1,0 +1,86 @@
+"""Neighbour-smoothed training scores (core.smoothing) and their use in core.fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import core
+from core.errors import ConfigError
+from core.smoothing import smooth_scores
+
+# Two tight pairs of queries on the plane, far from each other.
+EMBEDDINGS = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.05, 0.99]])
+SCORES = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [0.0, 0.0]])
+
+
+def test_each_query_takes_the_mean_of_its_nearest_neighbours_itself_included() -> None:
+    smoothed = smooth_scores(EMBEDDINGS, SCORES, np.zeros(4, dtype=int), neighbours=2)
+    expected = np.array([[0.5, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]])
+    np.testing.assert_allclose(smoothed, expected)
+
+
+def test_one_neighbour_leaves_the_scores_as_they_are() -> None:
+    smoothed = smooth_scores(EMBEDDINGS, SCORES, np.zeros(4, dtype=int), neighbours=1)
+    np.testing.assert_allclose(smoothed, SCORES)
+
+
+def test_neighbours_are_only_looked_for_within_a_group() -> None:
+    # Query 0 alone in its group keeps its own scores even though query 1 is nearest.
+    groups = np.array([0, 1, 1, 1])
+    smoothed = smooth_scores(EMBEDDINGS, SCORES, groups, neighbours=10)
+    np.testing.assert_allclose(smoothed[0], SCORES[0])
+    np.testing.assert_allclose(smoothed[1:], np.tile(SCORES[1:].mean(axis=0), (3, 1)))
+
+
+def test_unscored_entries_are_left_out_of_the_means() -> None:
+    scores = SCORES.copy()
+    scores[1, 0] = np.nan
+    scores[0, 1] = np.nan
+    smoothed = smooth_scores(EMBEDDINGS[:2], scores[:2], np.zeros(2, dtype=int), neighbours=2)
+    np.testing.assert_allclose(smoothed, [[1.0, 1.0], [1.0, 1.0]])
+    only_unscored = np.array([[np.nan, 1.0], [np.nan, 0.0]])
+    out = smooth_scores(EMBEDDINGS[:2], only_unscored, np.zeros(2, dtype=int), neighbours=2)
+    assert np.isnan(out[:, 0]).all()
+
+
+@pytest.mark.parametrize("neighbours", [0, -3, 2.5, True])
+def test_bad_neighbour_counts_are_refused_by_name(neighbours: object) -> None:
+    with pytest.raises(ConfigError, match="smoothing_neighbours"):
+        smooth_scores(EMBEDDINGS, SCORES, np.zeros(4, dtype=int), neighbours)  # type: ignore[arg-type]
+
+
+def test_mismatched_shapes_are_refused() -> None:
+    with pytest.raises(ValueError, match="must agree"):
+        smooth_scores(EMBEDDINGS, SCORES[:3], np.zeros(3, dtype=int), neighbours=2)
+
+
+def test_fit_learns_the_neighbourhood_best_llm_not_one_querys_luck() -> None:
+    # Twenty "alpha" queries: LLM "steady" right on all but one, "lucky" right on one only.
+    # The odd query's own label says "lucky"; its neighbourhood says "steady".
+    records = []
+    for i in range(20):
+        lucky = i == 7
+        records.append(
+            {
+                "query": f"alpha question number {i}",
+                "scores": {"steady": 0.0 if lucky else 1.0, "lucky": 1.0 if lucky else 0.0},
+            }
+        )
+    data = core.RoutingData.from_records(records)
+    options = {  # the bundled MiniLM, frozen: a random tiny encoder cannot tell these apart
+        "train_encoder": False,
+        "steps": 150,
+        "batch_size": 8,
+        "max_length": 32,
+        "validation_fraction": 0.0,
+        "head_learning_rate": 1e-2,
+        "progress": False,
+    }
+    smoothed = core.fit(data, smoothing_neighbours=10, **options)
+    raw = core.fit(data, smoothing_neighbours=0, **options)
+    odd = "alpha question number 7"
+    assert smoothed.route(odd).llm == "steady"
+    # Trained on the odd query's own label, the router is pulled towards "lucky" there.
+    steady = smoothed.llm_names.index("steady")
+    assert smoothed.probabilities([odd])[0, steady] > raw.probabilities([odd])[0, steady]
