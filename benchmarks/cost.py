@@ -348,10 +348,11 @@ def calibrate_on_validation(
 ) -> list[dict[str, Any]]:
     """Calibrate on validation for each target, then route the test queries with the weight.
 
-    ``calibrate`` encodes the validation queries through the router, as a user's call does;
-    the test routing applies the router's rule to its probabilities ``(N, T)`` on test.
+    The validation queries are encoded through the router once, for every target; the test
+    routing applies the router's rule to its probabilities ``(N, T)`` on test.
     """
     out = []
+    probabilities = router.probabilities(validation.queries)
     targets = [{"budget": b} for b in BUDGETS] + [{"expensive_share": EXPENSIVE_SHARE}]
     for target in targets:
         found = calibrate(
@@ -359,6 +360,7 @@ def calibrate_on_validation(
             validation,
             budget=target.get("budget"),
             expensive_share=target.get("expensive_share"),
+            probabilities=probabilities,
         )
         assert found.costs == measure.prices and router.llm_names == measure.names
         chosen = measure.route(test_probabilities, found.cost_weight)

@@ -71,6 +71,7 @@ def calibrate(
     expensive_share: float | None = None,
     costs: Mapping[str, float] | None = None,
     binary: bool | None = None,
+    probabilities: np.ndarray | None = None,
 ) -> Calibration:
     """The cost weight with the best validation accuracy that stays within a target.
 
@@ -84,6 +85,9 @@ def calibrate(
             measure the spending and the router's training prices drive the rule (the prices
             ``route`` uses by default); else the router's training prices for both.
         binary: how accuracy counts scores; see :mod:`core.metrics`.
+        probabilities: ``router.probabilities(validation.queries)`` when already computed,
+            ``(N, T)`` in the router's LLM order; saves encoding the validation queries again
+            when calibrating for several targets.
 
     Returns:
         The weight, the prices it goes with, and the validation cost, accuracy and share.
@@ -106,7 +110,14 @@ def calibrate(
         raise ConfigError(f"every LLM costs 0 ({prices}): a cost weight changes nothing")
     expensive = relative == relative.max()  # (T,) the most expensive LLM(s)
 
-    probabilities = router.probabilities(validation.queries).astype(np.float64)  # (N, T)
+    if probabilities is None:
+        probabilities = router.probabilities(validation.queries)
+    probabilities = np.asarray(probabilities, dtype=np.float64)  # (N, T)
+    if probabilities.shape != scores.shape:
+        raise DataError(
+            f"probabilities has shape {probabilities.shape}; expected {scores.shape} "
+            "(one row per validation query, one column per LLM of the router)"
+        )
     weights, mean_costs, accuracies, shares = _sweep(
         probabilities, relative, scores, spend, expensive
     )

@@ -8,6 +8,7 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,12 @@ def _parser() -> argparse.ArgumentParser:
 def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     defaults = TrainConfig()
     parser.add_argument("--encoder", help="Hugging Face id or local path (default: MiniLM)")
+    parser.add_argument(
+        "--paper-recipe",
+        action="store_true",
+        help="the paper's recipe: its loss settings, first-token pooling, the whole encoder "
+        "fine-tuned (hours on a CPU); the options below still override it",
+    )
     mode = parser.add_mutually_exclusive_group()
     mode.add_argument(
         "--frozen-encoder",
@@ -107,12 +114,14 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="fine-tune the whole encoder, as the paper (GPU default; hours on CPU)",
     )
-    parser.add_argument("--steps", type=int, default=defaults.steps)
-    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
-    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
-    parser.add_argument("--pooling", choices=("first", "mean"), default=defaults.pooling)
-    parser.add_argument("--max-length", type=int, default=defaults.max_length)
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--steps", type=int, help=f"default {defaults.steps}")
+    parser.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    parser.add_argument(
+        "--learning-rate", type=float, help=f"encoder's, default {defaults.learning_rate}"
+    )
+    parser.add_argument("--pooling", choices=("first", "mean"), help=f"default {defaults.pooling}")
+    parser.add_argument("--max-length", type=int, help=f"default {defaults.max_length}")
+    parser.add_argument("--seed", type=int, help=f"default {defaults.seed}")
     parser.add_argument(
         "--cost-rate",
         type=float,
@@ -120,6 +129,14 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
         help="train on score - rate * normalised cost (needs costs in the data)",
     )
     parser.add_argument("--history", help="write the training history here (JSON lines)")
+
+
+def _recipe(args: argparse.Namespace) -> TrainConfig:
+    """The default or the paper's recipe, with the options given on the command line."""
+    base = TrainConfig.paper() if args.paper_recipe else TrainConfig()
+    names = ("train_encoder", "steps", "batch_size", "learning_rate", "pooling", "max_length")
+    given = {n: getattr(args, n) for n in (*names, "seed") if getattr(args, n) is not None}
+    return replace(base, **given)
 
 
 def _add_routing_options(parser: argparse.ArgumentParser) -> None:
@@ -159,15 +176,9 @@ def _train(args: argparse.Namespace) -> int:
     router = fit(
         data,
         encoder=args.encoder,
-        train_encoder=args.train_encoder,
-        steps=args.steps,
-        batch_size=args.batch_size,
-        seed=args.seed,
+        config=_recipe(args),
         cost_rate=args.cost_rate,
         history_path=args.history,
-        learning_rate=args.learning_rate,
-        pooling=args.pooling,
-        max_length=args.max_length,
     )
     router.save(args.out)
     best = max(

@@ -60,6 +60,24 @@ def test_calibrated_weight_keeps_mean_cost_under_the_budget_on_the_calibration_d
     assert calibration.num_queries == len(toy_data)
 
 
+def test_precomputed_probabilities_give_the_same_calibration(
+    tiny_router: core.Router, toy_data: core.RoutingData
+) -> None:
+    budget = mean_price(routed(tiny_router, toy_data), toy_data) / 2
+    fresh = calibrate(tiny_router, toy_data, budget=budget, costs=PRICES)
+    given = tiny_router.probabilities(toy_data.queries)
+    reused = calibrate(tiny_router, toy_data, budget=budget, costs=PRICES, probabilities=given)
+    assert reused == fresh
+
+
+def test_probabilities_of_the_wrong_shape_are_an_error_naming_the_shape(
+    tiny_router: core.Router, toy_data: core.RoutingData
+) -> None:
+    wrong = tiny_router.probabilities(toy_data.queries)[:-1]
+    with pytest.raises(core.DataError, match=r"probabilities has shape"):
+        calibrate(tiny_router, toy_data, budget=0.001, costs=PRICES, probabilities=wrong)
+
+
 def test_a_budget_above_the_plain_router_cost_loses_no_accuracy(
     tiny_router: core.Router, toy_data: core.RoutingData
 ) -> None:

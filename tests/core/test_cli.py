@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import core
-from core import cli, download
+from core import TrainConfig, cli, download
 
 
 @pytest.fixture
@@ -115,3 +116,16 @@ def test_demo_offline_says_how_to_pass_a_local_copy(
     assert "--data-dir" in err and "network is unreachable" in err
     assert not any(tmp_path.rglob("*.part")), "a failed download leaves no partial file"
     assert download.cache_dir() == tmp_path
+
+
+def test_train_options_override_the_default_or_the_papers_recipe() -> None:
+    args = cli._parser().parse_args(["train", "--data", "d.json", "--out", "r", "--steps", "7"])
+    default = cli._recipe(args)
+    assert default == replace(TrainConfig(), steps=7)
+
+    args = cli._parser().parse_args(
+        ["train", "--data", "d.json", "--out", "r", "--paper-recipe", "--frozen-encoder"]
+    )
+    paper = cli._recipe(args)
+    assert paper == replace(TrainConfig.paper(), train_encoder=False)
+    assert (paper.temperature, paper.top_k_positive, paper.pooling) == (1.0, 3, "first")
