@@ -14,7 +14,7 @@ the validation arrays only, by routing accuracy (:func:`core.metrics.accuracy`).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -49,8 +49,12 @@ def validation_accuracy(utilities: np.ndarray, scores: np.ndarray) -> float:
     return accuracy(scores, utilities.argmax(axis=1))
 
 
+# How a setting is judged on validation: utilities (N, T) and scores (N, T) -> higher is better.
+Criterion = Callable[[np.ndarray, np.ndarray], float]
+
+
 def _pick(results: dict[float, float], what: str) -> tuple[float, dict[str, float]]:
-    """The setting with the best validation accuracy (the first on ties), and the table."""
+    """The setting with the best validation criterion (the first on ties), and the table."""
     best = max(results, key=lambda setting: results[setting])
     return best, {f"{what}={setting:g}": value for setting, value in results.items()}
 
@@ -80,8 +84,11 @@ class KNNRouter:
 
     name = "knn"
 
-    def __init__(self, neighbours: Sequence[int] = KNN_NEIGHBOURS) -> None:
+    def __init__(
+        self, neighbours: Sequence[int] = KNN_NEIGHBOURS, *, criterion: Criterion | None = None
+    ) -> None:
         self.neighbours = tuple(neighbours)
+        self.criterion = criterion or validation_accuracy
         self.k: int | None = None
         self.validation: dict[str, float] = {}
 
@@ -99,7 +106,7 @@ class KNNRouter:
         self._fallback = np.nan_to_num(self._fallback)
         order = self._neighbour_order(val_embeddings)
         results: dict[float, float] = {
-            k: validation_accuracy(self._mean_scores(order, k), val_scores)
+            k: self.criterion(self._mean_scores(order, k), val_scores)
             for k in self.neighbours
             if k <= len(self._keys)
         }
@@ -150,8 +157,14 @@ class LinearRouter:
 
     name = "linear"
 
-    def __init__(self, inverse_regularisation: Sequence[float] = LINEAR_C) -> None:
+    def __init__(
+        self,
+        inverse_regularisation: Sequence[float] = LINEAR_C,
+        *,
+        criterion: Criterion | None = None,
+    ) -> None:
         self.grid = tuple(inverse_regularisation)
+        self.criterion = criterion or validation_accuracy
         self.C: float | None = None
         self.validation: dict[str, float] = {}
 
@@ -171,7 +184,7 @@ class LinearRouter:
         results = {}
         for c, model in models.items():
             self._model = model
-            results[c] = validation_accuracy(self.utilities(val_embeddings), val_scores)
+            results[c] = self.criterion(self.utilities(val_embeddings), val_scores)
         self.C, self.validation = _pick(results, "C")
         self._model = models[self.C]
         return self
@@ -210,8 +223,10 @@ class ZooterRouter:
         learning_rate: float = 1e-2,
         weight_decay: float = 1e-4,
         seed: int = 0,
+        criterion: Criterion | None = None,
     ) -> None:
         self.temperatures = tuple(temperatures)
+        self.criterion = criterion or validation_accuracy
         self.epochs = epochs
         self.learning_rate = learning_rate
         self.weight_decay = weight_decay
@@ -233,7 +248,7 @@ class ZooterRouter:
         results = {}
         for t, layer in layers.items():
             self._layer = layer
-            results[t] = validation_accuracy(self.utilities(val_embeddings), val_scores)
+            results[t] = self.criterion(self.utilities(val_embeddings), val_scores)
         self.temperature, self.validation = _pick(results, "temperature")
         self._layer = layers[self.temperature]
         return self

@@ -20,7 +20,9 @@ its head and projection on them (``train_encoder=False``, the CPU recipe). The q
 encoded once, into one :class:`core.trainer.EncodingCache` that every ``fit`` shares
 (``--encoding-cache FILE`` keeps it across runs); the trained routers are scored by applying
 their head to the cached vectors, and ``calibrate`` routes the validation queries through the
-router itself. Hyper-parameters and checkpoints are chosen on validation only. Prices in
+router itself. Every method's settings (RouterDC's temperature and K+, kNN's k, the linear C,
+ZOOTER's temperature) are chosen by the AIQ of the curve they give on validation; RouterDC's
+checkpoints by validation accuracy. Nothing is chosen on test. Prices in
 the rule are the train split's mean cost per LLM; spending is the recorded per-query cost of
 the chosen LLM; accuracy is the mean 0/1 score of the chosen LLM over all test queries.
 
@@ -45,7 +47,7 @@ import numpy as np
 import torch
 
 import core
-from benchmarks.baselines import KNNRouter, LinearRouter, ZooterRouter, validation_accuracy
+from benchmarks.baselines import KNNRouter, LinearRouter, ZooterRouter
 from benchmarks.common import (
     RESULTS,
     ROUTERBENCH_DATA,
@@ -77,8 +79,12 @@ QUICK_WEIGHTS = (0.0, *np.geomspace(1e-4, 1e2, 19).tolist())
 # and 0 for the expensive LLMs (relative prices 0.7 to 1), hence the grid.
 COST_RATES = (0.0, 0.1, 0.55, 0.7, 0.8, 0.9, 1.05, 1.2, 1.4, 2.0, 5.0)
 QUICK_COST_RATES = (0.0, 0.1, 0.8, 1.2)
-# tau of p(t|x) = softmax(cos / tau), chosen on validation (a sharper softmax suits 0/1 scores).
-TEMPERATURES = (1.0, 0.3, 0.1, 0.05)
+# RouterDC's settings for cost-aware routing, chosen by the AIQ of their validation curve: tau of
+# p(t|x) = softmax(cos / tau) and K+. The defaults (K+ 1, tau 0.1) tune for accuracy alone, and
+# the cost rule also needs p(t|x) to rank the LLMs after the best one.
+CANDIDATES: tuple[dict[str, Any], ...] = tuple(
+    {"temperature": t, "top_k_positive": k} for k in (1, 3) for t in (1.0, 0.3, 0.1)
+)
 
 
 # ---------------------------------------------------------------------- AIQ
@@ -246,23 +252,33 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
         "encoding_cache": cache,
         "progress": False,
     }
-    # RouterDC's temperature is chosen on validation, as the baselines' settings are.
-    candidates = {t: core.fit(train, temperature=t, **options) for t in TEMPERATURES}
-    first = candidates[TEMPERATURES[0]]
+    # RouterDC's settings are chosen on validation, as the baselines' settings are.
+    candidates = [core.fit(train, **c, **options) for c in CANDIDATES]
+    first = candidates[0]
     assert first.config.costs == prices
     parts = {"train": train, "validation": validation, "test": test}
     vectors = {name: cache.encode(first, part.queries, recipe) for name, part in parts.items()}
     if cache_file is not None:
         cache.save(cache_file)
+    on_validation = TestSplit(validation, prices)
+    validation_range = (
+        min(on_validation.spend.mean(axis=0)),
+        max(on_validation.spend.mean(axis=0)),
+    )
+
+    def validation_aiq(utilities: np.ndarray, scores: np.ndarray | None = None) -> float:
+        """AIQ of the curve ``utilities`` give on validation: how every setting is chosen."""
+        return curve_entry(on_validation.sweep(utilities, weights), validation_range)["aiq"]
+
     chosen_by = {
-        f"temperature={t:g}": validation_accuracy(
-            head_probabilities(fitted, vectors["validation"]), validation.scores
+        ", ".join(f"{k}={v:g}" for k, v in c.items()): validation_aiq(
+            head_probabilities(fitted, vectors["validation"])
         )
-        for t, fitted in candidates.items()
+        for c, fitted in zip(CANDIDATES, candidates, strict=True)
     }
-    temperature = max(candidates, key=lambda t: chosen_by[f"temperature={t:g}"])
-    router = candidates[temperature]
-    logger.info("RouterDC temperature %g (validation accuracy %s)", temperature, chosen_by)
+    best = max(range(len(CANDIDATES)), key=lambda i: list(chosen_by.values())[i])
+    settings_chosen, router = CANDIDATES[best], candidates[best]
+    logger.info("RouterDC %s (validation AIQ %s)", settings_chosen, chosen_by)
     test_probabilities = head_probabilities(router, vectors["test"])
 
     methods: dict[str, dict[str, Any]] = {}
@@ -272,29 +288,32 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
     methods["routerdc_routing_time"]["settings"] = {
         "steps": steps,
         "cost_rate": 0.0,
-        "temperature": temperature,
-        "validation_accuracy": chosen_by,
+        **settings_chosen,
+        "validation_aiq": chosen_by,
     }
 
     retrained = []
     for rate in cost_rates:
         # Validation accuracy ignores cost, so picking the checkpoint by it would undo the
         # cost rate: keep the last step instead (validate only there).
-        fitted = core.fit(
-            train, cost_rate=rate, temperature=temperature, eval_every=steps, **options
-        )
+        fitted = core.fit(train, cost_rate=rate, eval_every=steps, **settings_chosen, **options)
         chosen = head_probabilities(fitted, vectors["test"]).argmax(axis=1)
         retrained.append(measure.point(chosen, cost_rate=rate))
         logger.info("retrained with cost_rate %g: %s", rate, retrained[-1])
     methods["routerdc_retrained"] = curve_entry(retrained, cost_range)
     methods["routerdc_retrained"]["settings"] = {
         "steps": steps,
-        "temperature": temperature,
+        **settings_chosen,
         "checkpoint": "last step",
     }
 
     arrays = {name: v.numpy() for name, v in vectors.items()}
-    for baseline in (KNNRouter(), LinearRouter(), ZooterRouter(seed=seed)):
+    baselines = (
+        KNNRouter(criterion=validation_aiq),
+        LinearRouter(criterion=validation_aiq),
+        ZooterRouter(seed=seed, criterion=validation_aiq),
+    )
+    for baseline in baselines:
         baseline.fit(arrays["train"], train.scores, arrays["validation"], validation.scores)
         entry = curve_entry(measure.sweep(baseline.utilities(arrays["test"]), weights), cost_range)
         entry["settings"] = {"validation_accuracy": baseline.validation}

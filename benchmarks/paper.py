@@ -154,7 +154,7 @@ def routerdc_chooser(
 def run_routerdc(
     experiment: Experiment, name: str, seeds: Sequence[int], overrides: dict[str, Any]
 ) -> dict[str, Any]:
-    runs, histories, seconds = [], [], []
+    runs, histories, seconds, selections = [], [], [], []
     for seed in seeds:
         train, validation = experiment.split(seed)
         start = time.perf_counter()
@@ -170,10 +170,12 @@ def run_routerdc(
         frozen = not router_trains_encoder(overrides)
         runs.append(experiment.test_accuracy(routerdc_chooser(experiment, router, frozen)))
         histories.append(router.history)
+        selections.append(router.selection)
         logger.info("%s seed %d: %.2f (%.0f s)", name, seed, runs[-1]["average"], seconds[-1])
         if seed == seeds[0]:
             experiment.last_router = router  # type: ignore[attr-defined]
-    return summarise(runs, overrides, seconds) | {"histories": histories}
+    chosen = {"chosen_on_validation": selections} if any(selections) else {}
+    return summarise(runs, overrides | chosen, seconds) | {"histories": histories}
 
 
 def router_trains_encoder(overrides: dict[str, Any]) -> bool:

@@ -19,6 +19,11 @@ POOLINGS: tuple[str, ...] = ("first", "mean")
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 # A frozen encoder leaves the head alone to learn; it needs a far larger step than fine-tuning.
 FROZEN_HEAD_LEARNING_RATE = 1e-3
+# Neighbour counts tried by smoothing_neighbours=None, and the one used without validation data.
+# How much smoothing helps depends on the data: 200 was best on the paper's tasks (about 1,000
+# queries each), 10 to 20 on RouterBench's (benchmarks/results/tuning.md, cost.md).
+SMOOTHING_CANDIDATES = (0, 10, 50, 200)
+FALLBACK_SMOOTHING = 50
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -102,7 +107,9 @@ class TrainConfig:
         negative_max_score: a "negative" scoring above this is dropped (paper: 0.5).
         smoothing_neighbours: train on each query's scores averaged over its this many nearest
             training queries of the same task (k-means cluster when the data has no tasks),
-            see :mod:`core.smoothing`; 0 trains on each query's own scores (paper: 0).
+            see :mod:`core.smoothing`; 0 trains on each query's own scores (paper: 0). None
+            chooses among ``SMOOTHING_CANDIDATES`` by validation accuracy, with a quick
+            frozen-encoder fit per candidate (``FALLBACK_SMOOTHING`` without validation data).
         binary: train on scores as the metric counts them: None binarises (> 0 -> 1) the tasks
             whose scores are probabilities of a multiple-choice answer, as :mod:`core.metrics`
             detects them; True binarises every score, False none (paper: False).
@@ -135,7 +142,7 @@ class TrainConfig:
     top_k_positive: int = 1
     top_k_negative: int = 6
     negative_max_score: float = 1.0
-    smoothing_neighbours: int = 200
+    smoothing_neighbours: int | None = None
     binary: bool | None = None
     num_hard_negatives: int = 3
     sample_sample_weight: float = 1.0
@@ -199,9 +206,12 @@ class TrainConfig:
         if self.binary not in (None, True, False):
             raise ConfigError(f"binary must be None, True or False, got {self.binary!r}")
         smoothing = self.smoothing_neighbours
-        if not isinstance(smoothing, int) or isinstance(smoothing, bool) or smoothing < 0:
+        if smoothing is not None and (
+            not isinstance(smoothing, int) or isinstance(smoothing, bool) or smoothing < 0
+        ):
             raise ConfigError(
-                f"smoothing_neighbours must be an integer >= 0, got {self.smoothing_neighbours!r}"
+                "smoothing_neighbours must be None or an integer >= 0, "
+                f"got {self.smoothing_neighbours!r}"
             )
         _check_positive("learning_rate", self.learning_rate)
         if self.head_learning_rate is not None:

@@ -29,7 +29,14 @@ from tqdm.auto import tqdm
 
 from core import __version__
 from core.clustering import cluster_queries, labels_to_ids
-from core.config import DEFAULT_ENCODER, RouterConfig, TrainConfig
+from core.config import (
+    DEFAULT_ENCODER,
+    FALLBACK_SMOOTHING,
+    FROZEN_HEAD_LEARNING_RATE,
+    SMOOTHING_CANDIDATES,
+    RouterConfig,
+    TrainConfig,
+)
 from core.data import RoutingData
 from core.encoder import load_encoder
 from core.errors import ConfigError, DataError
@@ -153,23 +160,30 @@ def fit(
     router = Router(model, tokenizer, router_config, device=device)
 
     smoothing = config.smoothing_neighbours
-    need_pooled = not config.train_encoder or cluster_labels is None or smoothing > 0
+    need_pooled = not config.train_encoder or cluster_labels is None or smoothing != 0
     cache = encoding_cache if encoding_cache is not None else EncodingCache()
     pooled = cache.encode(router, data.queries, config) if need_pooled else None
     if cluster_labels is None:
         assert pooled is not None
         cluster_labels = cluster_queries(pooled.numpy(), config.num_clusters, seed=config.seed)
-    scores = training_view(data, config.binary)
-    if smoothing > 0:
-        assert pooled is not None
-        groups = labels_to_ids(data.tasks) if data.tasks is not None else cluster_labels
-        scores = smooth_scores(pooled.numpy(), scores, groups, smoothing)
     val_pooled = None
-    if validation is not None and not config.train_encoder:
+    if validation is not None and (not config.train_encoder or smoothing is None):
         val_pooled = cache.encode(router, validation.queries, config)
 
-    setup = build(router, data.queries, scores - penalty, cluster_labels, pooled, config)
-    history = _train(router, setup, config, validation, val_pooled, progress)
+    targets = _Targets(
+        training_view(data, config.binary),
+        penalty,
+        labels_to_ids(data.tasks) if data.tasks is not None else cluster_labels,
+        pooled,
+    )
+    if smoothing is None:
+        smoothing = _choose_smoothing(
+            router, data.queries, targets, cluster_labels, config, validation, val_pooled
+        )
+    config = replace(config, smoothing_neighbours=smoothing)
+    setup = build(router, data.queries, targets(smoothing), cluster_labels, pooled, config)
+    frozen_val = None if config.train_encoder else val_pooled  # full mode re-encodes
+    history = _train(router, setup, config, validation, frozen_val, progress)
     router.model.eval()
     router.history = history
     if history_path is not None:
@@ -190,6 +204,7 @@ def build(
     """Model, optimizer, batch source and losses, in one place."""
     model = router.model
     if config.train_encoder:
+        model.encoder.requires_grad_(True)
         encoder_params = list(model.encoder.parameters())
     else:
         model.encoder.requires_grad_(False)
@@ -420,6 +435,63 @@ def _align_llms(data: RoutingData, llm_names: list[str]) -> RoutingData:
             if costs is not None and data.costs is not None:
                 costs[:, target] = data.costs[:, source]
     return RoutingData(data.queries, list(llm_names), scores, costs, data.tasks)
+
+
+@dataclass
+class _Targets:
+    """Training targets per neighbour count: the (smoothed) scores less the cost penalty."""
+
+    scores: np.ndarray  # (N, T) as the metric counts them
+    penalty: np.ndarray  # (N, T)
+    groups: np.ndarray  # (N,) task or cluster: where neighbours are looked for
+    pooled: torch.Tensor | None  # (N, D) untrained encoder outputs
+
+    def __call__(self, neighbours: int) -> np.ndarray:
+        if neighbours == 0:
+            return self.scores - self.penalty
+        assert self.pooled is not None
+        smoothed = smooth_scores(self.pooled.numpy(), self.scores, self.groups, neighbours)
+        return smoothed - self.penalty
+
+
+def _choose_smoothing(
+    router: Router,
+    queries: list[str],
+    targets: _Targets,
+    clusters: np.ndarray,
+    config: TrainConfig,
+    validation: RoutingData | None,
+    val_pooled: torch.Tensor | None,
+) -> int:
+    """The neighbour count of ``SMOOTHING_CANDIDATES`` whose frozen-encoder fit validates best.
+
+    Each candidate trains a fresh frozen-mode head (with a projection) on the untrained
+    encoder's outputs, in seconds, whatever mode trains afterwards; the model is then left
+    with a fresh head of its own kind for the real training.
+    """
+    if validation is None or val_pooled is None or targets.pooled is None:
+        logger.info("no validation data: smoothing over %d neighbours", FALLBACK_SMOOTHING)
+        return FALLBACK_SMOOTHING
+    quick = replace(config, train_encoder=False, projection=True)
+    if config.train_encoder:  # the fine-tuning learning rate is far too small for a head alone
+        quick = replace(quick, head_learning_rate=FROZEN_HEAD_LEARNING_RATE)
+    results: dict[int, float] = {}
+    for neighbours in SMOOTHING_CANDIDATES:
+        _reset_head(router, config.seed, projection=True)
+        setup = build(router, queries, targets(neighbours), clusters, targets.pooled, quick)
+        history = _train(router, setup, quick, validation, val_pooled, progress=False)
+        results[neighbours] = max(row.get("validation_accuracy", -math.inf) for row in history)
+    best = max(results, key=lambda k: results[k])  # the first (least smoothing) on ties
+    logger.info("smoothing over %d neighbours (validation accuracy %s)", best, results)
+    router.selection = {"smoothing_neighbours": best, "validation_accuracy": results}
+    _reset_head(router, config.seed, projection=bool(config.projection))
+    return best
+
+
+def _reset_head(router: Router, seed: int, *, projection: bool) -> None:
+    """A freshly initialised head, the same one for every seed."""
+    torch.manual_seed(seed)
+    router.model.reset_head(projection=projection)
 
 
 def _cost_penalty(data: RoutingData, cost_rate: float) -> np.ndarray:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import core
+from core.config import FALLBACK_SMOOTHING, SMOOTHING_CANDIDATES
 from core.errors import ConfigError
 from core.smoothing import smooth_scores
 
@@ -84,3 +85,53 @@ def test_fit_learns_the_neighbourhood_best_llm_not_one_querys_luck() -> None:
     # Trained on the odd query's own label, the router is pulled towards "lucky" there.
     steady = smoothed.llm_names.index("steady")
     assert smoothed.probabilities([odd])[0, steady] > raw.probabilities([odd])[0, steady]
+
+
+def test_fit_chooses_the_neighbour_count_on_validation(
+    tiny_encoder: str, toy_data: core.RoutingData
+) -> None:
+    router = core.fit(
+        toy_data,
+        encoder=tiny_encoder,
+        train_encoder=False,
+        steps=20,
+        eval_every=10,
+        max_length=32,
+        progress=False,
+    )
+    assert router.selection["smoothing_neighbours"] in SMOOTHING_CANDIDATES
+    assert set(router.selection["validation_accuracy"]) == set(SMOOTHING_CANDIDATES)
+    best = max(router.selection["validation_accuracy"].values())
+    assert router.selection["validation_accuracy"][router.selection["smoothing_neighbours"]] == best
+
+
+def test_without_validation_data_fit_smooths_over_the_fallback_count(
+    tiny_encoder: str, toy_data: core.RoutingData, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="core.trainer"):
+        router = core.fit(
+            toy_data,
+            encoder=tiny_encoder,
+            train_encoder=False,
+            steps=5,
+            max_length=32,
+            validation_fraction=0.0,
+            progress=False,
+        )
+    assert router.selection == {}
+    assert f"smoothing over {FALLBACK_SMOOTHING} neighbours" in caplog.text
+
+
+def test_a_given_neighbour_count_is_used_as_it_is(
+    tiny_encoder: str, toy_data: core.RoutingData
+) -> None:
+    router = core.fit(
+        toy_data,
+        encoder=tiny_encoder,
+        train_encoder=False,
+        steps=5,
+        max_length=32,
+        smoothing_neighbours=0,
+        progress=False,
+    )
+    assert router.selection == {}
