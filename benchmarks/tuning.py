@@ -152,12 +152,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     lines += [
         "",
         "Each variant changes one setting of the default CPU recipe (frozen encoder). The default "
-        "chooses the smoothing neighbour count on its own validation split (10% of the training "
-        "folds) among "
+        "chooses the smoothing neighbour count among "
         + str(SMOOTHING_CANDIDATES)
-        + "; per fold it chose "
-        + str(results["default"]["smoothing_chosen_per_fold"])
-        + ".",
+        + " by how well each predicts the training folds' own queries, leave-one-out; "
+        "per fold it chose " + str(results["default"]["smoothing_chosen_per_fold"]) + ".",
     ]
     write_results("tuning", payload, "\n".join(lines))
     return 0

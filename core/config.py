@@ -19,11 +19,10 @@ POOLINGS: tuple[str, ...] = ("first", "mean")
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 # A frozen encoder leaves the head alone to learn; it needs a far larger step than fine-tuning.
 FROZEN_HEAD_LEARNING_RATE = 1e-3
-# Neighbour counts tried by smoothing_neighbours=None, and the one used without validation data.
-# How much smoothing helps depends on the data: 200 was best on the paper's tasks (about 1,000
-# queries each), 10 to 20 on RouterBench's (benchmarks/results/tuning.md, cost.md).
-SMOOTHING_CANDIDATES = (0, 10, 50, 200)
-FALLBACK_SMOOTHING = 50
+# Neighbour counts smoothing_neighbours=None chooses among. How much smoothing helps depends on
+# the data: 200 was best on the paper's tasks (about 1,000 queries each), 10 to 20 on
+# RouterBench's (benchmarks/results/tuning.md, cost.md).
+SMOOTHING_CANDIDATES = (10, 20, 50, 100, 200)
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -108,8 +107,8 @@ class TrainConfig:
         smoothing_neighbours: train on each query's scores averaged over its this many nearest
             training queries of the same task (k-means cluster when the data has no tasks),
             see :mod:`core.smoothing`; 0 trains on each query's own scores (paper: 0). None
-            chooses among ``SMOOTHING_CANDIDATES`` by validation accuracy, with a quick
-            frozen-encoder fit per candidate (``FALLBACK_SMOOTHING`` without validation data).
+            chooses among ``SMOOTHING_CANDIDATES`` the count whose neighbourhoods best predict
+            each training query's best LLM, leave-one-out (no training, seconds).
         binary: train on scores as the metric counts them: None binarises (> 0 -> 1) the tasks
             whose scores are probabilities of a multiple-choice answer, as :mod:`core.metrics`
             detects them; True binarises every score, False none (paper: False).

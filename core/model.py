@@ -59,19 +59,6 @@ class RouterDCModel(nn.Module):
             encoder.config.hidden_size, num_llms, temperature=temperature, projection=projection
         )
 
-    def reset_head(self, *, projection: bool | None = None) -> None:
-        """Replace the head by a freshly initialised one on the same device.
-
-        ``projection`` None keeps whether the head has a projection.
-        """
-        old = self.head
-        num_llms, dim = old.llm_embeddings.shape
-        if projection is None:
-            projection = old.projection is not None
-        self.head = RouterHead(
-            dim, num_llms, temperature=old.temperature, projection=projection
-        ).to(old.llm_embeddings.device)
-
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Pooled encoder output ``(B, D)`` for token ids ``(B, L)``."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -56,3 +56,44 @@ def smooth_scores(
                 warnings.simplefilter("ignore", RuntimeWarning)
                 smoothed[rows[part]] = np.nanmean(own[nearest], axis=1)
     return smoothed
+
+
+def choose_neighbours(
+    embeddings: np.ndarray,
+    scores: np.ndarray,
+    groups: np.ndarray,
+    candidates: tuple[int, ...],
+) -> tuple[int, dict[int, float]]:
+    """The neighbour count whose neighbourhoods best predict each query's best LLM.
+
+    Leave-one-out over the training queries themselves: for each candidate k, each query's
+    LLMs are ranked by their mean score over its k nearest other queries of its group, and the
+    query scores the top-ranked LLM's own score. No training, and every query counts, so the
+    choice is far steadier than one made on a small validation split.
+
+    Returns:
+        The best k (the smallest on ties) and the mean score per candidate, averaged per group
+        first (as accuracy is averaged over tasks).
+    """
+    labels = np.asarray(groups)
+    largest = max(candidates)
+    per_group: dict[int, list[float]] = {k: [] for k in candidates}
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        if len(rows) < 2:
+            continue
+        index = NearestNeighbors(n_neighbors=min(largest + 1, len(rows)), metric="cosine")
+        index.fit(embeddings[rows])
+        nearest = index.kneighbors(embeddings[rows], return_distance=False)[:, 1:]  # not itself
+        own = scores[rows]
+        filled = np.where(np.isnan(own), -np.inf, own)  # unscored: never the query's reward
+        for k in candidates:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                predicted = np.nanmean(own[nearest[:, :k]], axis=1)  # (n, T)
+            chosen = np.nan_to_num(predicted, nan=-np.inf).argmax(axis=1)
+            reward = filled[np.arange(len(rows)), chosen]
+            per_group[k].append(float(np.mean(np.where(np.isinf(reward), 0.0, reward))))
+    results = {k: float(np.mean(v)) if v else 0.0 for k, v in per_group.items()}
+    best = max(candidates, key=lambda k: (results[k], -k))
+    return best, results

@@ -31,8 +31,6 @@ from core import __version__
 from core.clustering import cluster_queries, labels_to_ids
 from core.config import (
     DEFAULT_ENCODER,
-    FALLBACK_SMOOTHING,
-    FROZEN_HEAD_LEARNING_RATE,
     SMOOTHING_CANDIDATES,
     RouterConfig,
     TrainConfig,
@@ -44,7 +42,7 @@ from core.losses import SampleLLMLoss, SampleSampleLoss
 from core.metrics import task_mean_accuracy, training_view
 from core.model import RouterDCModel
 from core.router import Router, pick_device
-from core.smoothing import smooth_scores
+from core.smoothing import choose_neighbours, smooth_scores
 
 logger = logging.getLogger(__name__)
 
@@ -167,7 +165,7 @@ def fit(
         assert pooled is not None
         cluster_labels = cluster_queries(pooled.numpy(), config.num_clusters, seed=config.seed)
     val_pooled = None
-    if validation is not None and (not config.train_encoder or smoothing is None):
+    if validation is not None and not config.train_encoder:
         val_pooled = cache.encode(router, validation.queries, config)
 
     targets = _Targets(
@@ -177,13 +175,11 @@ def fit(
         pooled,
     )
     if smoothing is None:
-        smoothing = _choose_smoothing(
-            router, data.queries, targets, cluster_labels, config, validation, val_pooled
-        )
+        smoothing = _choose_smoothing(targets)
+        router.selection = {"smoothing_neighbours": smoothing}
     config = replace(config, smoothing_neighbours=smoothing)
     setup = build(router, data.queries, targets(smoothing), cluster_labels, pooled, config)
-    frozen_val = None if config.train_encoder else val_pooled  # full mode re-encodes
-    history = _train(router, setup, config, validation, frozen_val, progress)
+    history = _train(router, setup, config, validation, val_pooled, progress)
     router.model.eval()
     router.history = history
     if history_path is not None:
@@ -454,44 +450,18 @@ class _Targets:
         return smoothed - self.penalty
 
 
-def _choose_smoothing(
-    router: Router,
-    queries: list[str],
-    targets: _Targets,
-    clusters: np.ndarray,
-    config: TrainConfig,
-    validation: RoutingData | None,
-    val_pooled: torch.Tensor | None,
-) -> int:
-    """The neighbour count of ``SMOOTHING_CANDIDATES`` whose frozen-encoder fit validates best.
+def _choose_smoothing(targets: _Targets) -> int:
+    """The neighbour count of ``SMOOTHING_CANDIDATES`` that best predicts held-out queries.
 
-    Each candidate trains a fresh frozen-mode head (with a projection) on the untrained
-    encoder's outputs, in seconds, whatever mode trains afterwards; the model is then left
-    with a fresh head of its own kind for the real training.
+    See :func:`core.smoothing.choose_neighbours`: leave-one-out on the training queries, no
+    training, every query counts.
     """
-    if validation is None or val_pooled is None or targets.pooled is None:
-        logger.info("no validation data: smoothing over %d neighbours", FALLBACK_SMOOTHING)
-        return FALLBACK_SMOOTHING
-    quick = replace(config, train_encoder=False, projection=True)
-    if config.train_encoder:  # the fine-tuning learning rate is far too small for a head alone
-        quick = replace(quick, head_learning_rate=FROZEN_HEAD_LEARNING_RATE)
-    results: dict[int, float] = {}
-    for neighbours in SMOOTHING_CANDIDATES:
-        _reset_head(router, config.seed, projection=True)
-        setup = build(router, queries, targets(neighbours), clusters, targets.pooled, quick)
-        history = _train(router, setup, quick, validation, val_pooled, progress=False)
-        results[neighbours] = max(row.get("validation_accuracy", -math.inf) for row in history)
-    best = max(results, key=lambda k: results[k])  # the first (least smoothing) on ties
-    logger.info("smoothing over %d neighbours (validation accuracy %s)", best, results)
-    router.selection = {"smoothing_neighbours": best, "validation_accuracy": results}
-    _reset_head(router, config.seed, projection=bool(config.projection))
+    assert targets.pooled is not None  # fit encodes the queries whenever smoothing is on
+    best, results = choose_neighbours(
+        targets.pooled.numpy(), targets.scores, targets.groups, SMOOTHING_CANDIDATES
+    )
+    logger.info("smoothing over %d neighbours (leave-one-out accuracy %s)", best, results)
     return best
-
-
-def _reset_head(router: Router, seed: int, *, projection: bool) -> None:
-    """A freshly initialised head, the same one for every seed."""
-    torch.manual_seed(seed)
-    router.model.reset_head(projection=projection)
 
 
 def _cost_penalty(data: RoutingData, cost_rate: float) -> np.ndarray:
