@@ -80,10 +80,14 @@ QUICK_WEIGHTS = (0.0, *np.geomspace(1e-4, 1e2, 19).tolist())
 COST_RATES = (0.0, 0.1, 0.55, 0.7, 0.8, 0.9, 1.05, 1.2, 1.4, 2.0, 5.0)
 QUICK_COST_RATES = (0.0, 0.1, 0.8, 1.2)
 # RouterDC's settings for cost-aware routing, chosen by the AIQ of their validation curve: tau of
-# p(t|x) = softmax(cos / tau) and K+. The defaults (K+ 1, tau 0.1) tune for accuracy alone, and
-# the cost rule also needs p(t|x) to rank the LLMs after the best one.
+# p(t|x) = softmax(cos / tau), K+ and the smoothing neighbours (None: fit's own choice). The
+# defaults tune for accuracy alone, and the cost rule also needs p(t|x) to rank the LLMs after
+# the best one, per query: heavy smoothing blurs that.
 CANDIDATES: tuple[dict[str, Any], ...] = tuple(
-    {"temperature": t, "top_k_positive": k} for k in (1, 3) for t in (1.0, 0.3, 0.1)
+    {"temperature": t, "top_k_positive": k, "smoothing_neighbours": n}
+    for n in (None, 10)
+    for k in (1, 3)
+    for t in (1.0, 0.3, 0.1)
 )
 
 
@@ -271,7 +275,7 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
         return curve_entry(on_validation.sweep(utilities, weights), validation_range)["aiq"]
 
     chosen_by = {
-        ", ".join(f"{k}={v:g}" for k, v in c.items()): validation_aiq(
+        ", ".join(f"{k}={v}" for k, v in c.items()): validation_aiq(
             head_probabilities(fitted, vectors["validation"])
         )
         for c, fitted in zip(CANDIDATES, candidates, strict=True)
