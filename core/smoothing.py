@@ -86,14 +86,14 @@ def choose_neighbours(
         index.fit(embeddings[rows])
         nearest = index.kneighbors(embeddings[rows], return_distance=False)[:, 1:]  # not itself
         own = scores[rows]
-        filled = np.where(np.isnan(own), -np.inf, own)  # unscored: never the query's reward
         for k in candidates:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings():  # an LLM no neighbour scored: NaN, never chosen
                 warnings.simplefilter("ignore", RuntimeWarning)
                 predicted = np.nanmean(own[nearest[:, :k]], axis=1)  # (n, T)
             chosen = np.nan_to_num(predicted, nan=-np.inf).argmax(axis=1)
-            reward = filled[np.arange(len(rows)), chosen]
-            per_group[k].append(float(np.mean(np.where(np.isinf(reward), 0.0, reward))))
+            reward = own[np.arange(len(rows)), chosen]  # NaN where the query left it unscored
+            if not np.isnan(reward).all():  # as the metric: unscored choices are left out
+                per_group[k].append(float(np.nanmean(reward)))
     results = {k: float(np.mean(v)) if v else 0.0 for k, v in per_group.items()}
     best = max(candidates, key=lambda k: (results[k], -k))
     return best, results

@@ -112,7 +112,8 @@ def fit(
             that share an encoder, pooling and max length; filled as queries are encoded.
 
     Returns:
-        The best router by validation accuracy, with ``router.history`` set.
+        The best router by validation accuracy, with ``router.history`` set and, when the
+        recipe left a choice to the data (``smoothing_neighbours=None``), ``router.selection``.
     """
     config = replace(config or TrainConfig(), **overrides)
     shortcuts: dict[str, Any] = {

@@ -130,3 +130,13 @@ def test_a_given_neighbour_count_is_used_as_it_is(
         progress=False,
     )
     assert router.selection == {}
+
+
+def test_leave_one_out_leaves_out_choices_the_query_never_scored() -> None:
+    # Query 0 left LLM "a" unscored and its neighbour prefers "a": query 0 is left out.
+    # Query 1's neighbour knows only "b", so query 1 picks "b" and scores 0 there.
+    embeddings = np.array([[1.0, 0.0], [0.9, 0.1]])
+    scores = np.array([[np.nan, 0.0], [1.0, 0.0]])
+    best, results = choose_neighbours(embeddings, scores, np.zeros(2, dtype=int), (1,))
+    assert best == 1
+    assert results[1] == 0.0
