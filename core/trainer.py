@@ -170,6 +170,7 @@ def fit(
         val_pooled = cache.encode(router, validation.queries, config)
 
     targets = _Targets(
+        data.queries,
         training_view(data, config.binary),
         penalty,
         labels_to_ids(data.tasks) if data.tasks is not None else cluster_labels,
@@ -436,8 +437,13 @@ def _align_llms(data: RoutingData, llm_names: list[str]) -> RoutingData:
 
 @dataclass
 class _Targets:
-    """Training targets per neighbour count: the (smoothed) scores less the cost penalty."""
+    """Training targets per neighbour count: the (smoothed) scores less the cost penalty.
 
+    Neighbours are distinct queries: a query repeated in the data (the paper's sampling repeats
+    short tasks) is one point, or its copies would be its own nearest neighbours.
+    """
+
+    queries: list[str]
     scores: np.ndarray  # (N, T) as the metric counts them
     penalty: np.ndarray  # (N, T)
     groups: np.ndarray  # (N,) task or cluster: where neighbours are looked for
@@ -446,9 +452,29 @@ class _Targets:
     def __call__(self, neighbours: int) -> np.ndarray:
         if neighbours == 0:
             return self.scores - self.penalty
+        first, inverse = self.distinct()
         assert self.pooled is not None
-        smoothed = smooth_scores(self.pooled.numpy(), self.scores, self.groups, neighbours)
-        return smoothed - self.penalty
+        vectors, scores = self.pooled.numpy()[first], self.distinct_scores(inverse)
+        smoothed = smooth_scores(vectors, scores, self.groups[first], neighbours)
+        return smoothed[inverse] - self.penalty
+
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """Row of each distinct query's first copy, and each row's distinct query."""
+        index: dict[str, int] = {}
+        inverse = np.array([index.setdefault(q, len(index)) for q in self.queries])
+        first = np.zeros(len(index), dtype=np.int64)
+        first[inverse[::-1]] = np.arange(len(inverse))[::-1]
+        return first, inverse
+
+    def distinct_scores(self, inverse: np.ndarray) -> np.ndarray:
+        """``(distinct, T)``: each distinct query's scores averaged over its copies."""
+        known = ~np.isnan(self.scores)
+        sums = np.zeros((inverse.max() + 1, self.scores.shape[1]))
+        counts = np.zeros_like(sums)
+        np.add.at(sums, inverse, np.where(known, self.scores, 0.0))
+        np.add.at(counts, inverse, known)
+        with np.errstate(invalid="ignore"):
+            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
 def _choose_smoothing(targets: _Targets) -> int:
@@ -458,8 +484,12 @@ def _choose_smoothing(targets: _Targets) -> int:
     training, every query counts.
     """
     assert targets.pooled is not None  # fit encodes the queries whenever smoothing is on
+    first, inverse = targets.distinct()
     best, results = choose_neighbours(
-        targets.pooled.numpy(), targets.scores, targets.groups, SMOOTHING_CANDIDATES
+        targets.pooled.numpy()[first],
+        targets.distinct_scores(inverse),
+        targets.groups[first],
+        SMOOTHING_CANDIDATES,
     )
     logger.info("smoothing over %d neighbours (leave-one-out accuracy %s)", best, results)
     return best
