@@ -134,8 +134,16 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
 def _recipe(args: argparse.Namespace) -> TrainConfig:
     """The default or the paper's recipe, with the options given on the command line."""
     base = TrainConfig.paper() if args.paper_recipe else TrainConfig()
-    names = ("train_encoder", "steps", "batch_size", "learning_rate", "pooling", "max_length")
-    given = {n: getattr(args, n) for n in (*names, "seed") if getattr(args, n) is not None}
+    names = (
+        "train_encoder",
+        "steps",
+        "batch_size",
+        "learning_rate",
+        "pooling",
+        "max_length",
+        "seed",
+    )
+    given = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     return replace(base, **given)
 
 
