@@ -103,8 +103,9 @@ def test_the_neighbour_count_that_predicts_held_out_queries_best_is_chosen() -> 
     assert best == 4 and results[4] > results[1]
 
 
-def test_fit_chooses_the_neighbour_count_and_says_which(
-    tiny_encoder: str, toy_data: core.RoutingData
+@pytest.mark.parametrize("neighbours", [None, 0, 3])
+def test_fit_says_which_neighbour_count_it_chose_and_keeps_a_given_one(
+    tiny_encoder: str, toy_data: core.RoutingData, neighbours: int | None
 ) -> None:
     router = core.fit(
         toy_data,
@@ -112,24 +113,13 @@ def test_fit_chooses_the_neighbour_count_and_says_which(
         train_encoder=False,
         steps=5,
         max_length=32,
+        smoothing_neighbours=neighbours,
         progress=False,
     )
-    assert router.selection["smoothing_neighbours"] in SMOOTHING_CANDIDATES
-
-
-def test_a_given_neighbour_count_is_used_as_it_is(
-    tiny_encoder: str, toy_data: core.RoutingData
-) -> None:
-    router = core.fit(
-        toy_data,
-        encoder=tiny_encoder,
-        train_encoder=False,
-        steps=5,
-        max_length=32,
-        smoothing_neighbours=0,
-        progress=False,
-    )
-    assert router.selection == {}
+    if neighbours is None:
+        assert router.selection["smoothing_neighbours"] in SMOOTHING_CANDIDATES
+    else:
+        assert router.selection == {}
 
 
 def test_leave_one_out_leaves_out_choices_the_query_never_scored() -> None:
