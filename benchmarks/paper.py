@@ -174,7 +174,7 @@ def run_routerdc(
         logger.info("%s seed %d: %.2f (%.0f s)", name, seed, runs[-1]["average"], seconds[-1])
         if seed == seeds[0]:
             experiment.last_router = router  # type: ignore[attr-defined]
-    chosen = {"chosen_on_validation": selections} if any(selections) else {}
+    chosen = {"chosen_leave_one_out": selections} if any(selections) else {}
     return summarise(runs, overrides | chosen, seconds) | {"histories": histories}
 
 
