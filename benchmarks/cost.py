@@ -176,6 +176,12 @@ class TestSplit:
         flat = np.array([prices[n] for n in self.names])
         self.spend = np.where(np.isnan(data.costs), flat[None, :], data.costs)  # (N, T)
 
+    @property
+    def cost_range(self) -> tuple[float, float]:
+        """Mean cost per query of the cheapest and of the dearest single LLM: AIQ's range."""
+        per_llm = self.spend.mean(axis=0)
+        return float(per_llm.min()), float(per_llm.max())
+
     def point(self, chosen: np.ndarray, **setting: float) -> dict[str, float]:
         rows = np.arange(len(chosen))
         return {
@@ -242,10 +248,7 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
     assert prices is not None
     measure = TestSplit(test, prices)
     single = {name: measure.point(np.full(len(test), i)) for i, name in enumerate(measure.names)}
-    cost_range = (
-        min(p["cost"] for p in single.values()),
-        max(p["cost"] for p in single.values()),
-    )
+    cost_range = measure.cost_range
 
     cache = open_cache(cache_file)
     logger.info("%d encoded queries in the cache at the start", len(cache))
@@ -265,22 +268,18 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
     if cache_file is not None:
         cache.save(cache_file)
     on_validation = TestSplit(validation, prices)
-    validation_range = (
-        min(on_validation.spend.mean(axis=0)),
-        max(on_validation.spend.mean(axis=0)),
-    )
 
     def validation_aiq(utilities: np.ndarray, scores: np.ndarray | None = None) -> float:
         """AIQ of the curve ``utilities`` give on validation: how every setting is chosen."""
-        return curve_entry(on_validation.sweep(utilities, weights), validation_range)["aiq"]
+        points = on_validation.sweep(utilities, weights)
+        return curve_entry(points, on_validation.cost_range)["aiq"]
 
+    aiqs = [validation_aiq(head_probabilities(f, vectors["validation"])) for f in candidates]
     chosen_by = {
-        ", ".join(f"{k}={v}" for k, v in c.items()): validation_aiq(
-            head_probabilities(fitted, vectors["validation"])
-        )
-        for c, fitted in zip(CANDIDATES, candidates, strict=True)
+        ", ".join(f"{k}={v}" for k, v in c.items()): a
+        for c, a in zip(CANDIDATES, aiqs, strict=True)
     }
-    best = max(range(len(CANDIDATES)), key=lambda i: list(chosen_by.values())[i])
+    best = int(np.argmax(aiqs))  # the first on ties
     settings_chosen, router = CANDIDATES[best], candidates[best]
     logger.info("RouterDC %s (validation AIQ %s)", settings_chosen, chosen_by)
     test_probabilities = head_probabilities(router, vectors["test"])

@@ -103,7 +103,7 @@ class Router:
         self.tokenizer.truncation_side = "left"
         self.max_tokens = _token_limit(config.max_length, tokenizer, model)
         self.history: list[dict[str, Any]] = [dict(h) for h in history]
-        # Settings core.fit chose on validation data, with what each candidate scored.
+        # Settings core.fit chose from the training data (smoothing_neighbours=None).
         self.selection: dict[str, Any] = {}
         # Fast tokenizers reconfigure truncation on every call, which is not thread-safe.
         self._tokenizer_lock = threading.Lock()

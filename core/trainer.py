@@ -13,6 +13,7 @@ Two modes:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -452,29 +453,26 @@ class _Targets:
     def __call__(self, neighbours: int) -> np.ndarray:
         if neighbours == 0:
             return self.scores - self.penalty
-        first, inverse = self.distinct()
-        assert self.pooled is not None
-        vectors, scores = self.pooled.numpy()[first], self.distinct_scores(inverse)
-        smoothed = smooth_scores(vectors, scores, self.groups[first], neighbours)
-        return smoothed[inverse] - self.penalty
+        vectors, scores, groups, inverse = self.distinct
+        return smooth_scores(vectors, scores, groups, neighbours)[inverse] - self.penalty
 
-    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
-        """Row of each distinct query's first copy, and each row's distinct query."""
+    @functools.cached_property
+    def distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per distinct query: vectors, scores (averaged over its copies) and group; and each
+        row's distinct query. Computed once."""
+        assert self.pooled is not None  # fit encodes the queries whenever smoothing is on
         index: dict[str, int] = {}
-        inverse = np.array([index.setdefault(q, len(index)) for q in self.queries])
+        inverse = np.array([index.setdefault(q, len(index)) for q in self.queries])  # (N,)
         first = np.zeros(len(index), dtype=np.int64)
-        first[inverse[::-1]] = np.arange(len(inverse))[::-1]
-        return first, inverse
-
-    def distinct_scores(self, inverse: np.ndarray) -> np.ndarray:
-        """``(distinct, T)``: each distinct query's scores averaged over its copies."""
+        first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # row of each one's first copy
+        # Scores averaged over a query's copies.
         known = ~np.isnan(self.scores)
-        sums = np.zeros((inverse.max() + 1, self.scores.shape[1]))
+        sums = np.zeros((len(index), self.scores.shape[1]))
         counts = np.zeros_like(sums)
         np.add.at(sums, inverse, np.where(known, self.scores, 0.0))
         np.add.at(counts, inverse, known)
-        with np.errstate(invalid="ignore"):
-            return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        scores = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return self.pooled.numpy()[first], scores, self.groups[first], inverse
 
 
 def _choose_smoothing(targets: _Targets) -> int:
@@ -483,14 +481,8 @@ def _choose_smoothing(targets: _Targets) -> int:
     See :func:`core.smoothing.choose_neighbours`: leave-one-out on the training queries, no
     training, every query counts.
     """
-    assert targets.pooled is not None  # fit encodes the queries whenever smoothing is on
-    first, inverse = targets.distinct()
-    best, results = choose_neighbours(
-        targets.pooled.numpy()[first],
-        targets.distinct_scores(inverse),
-        targets.groups[first],
-        SMOOTHING_CANDIDATES,
-    )
+    vectors, scores, groups, _ = targets.distinct
+    best, results = choose_neighbours(vectors, scores, groups, SMOOTHING_CANDIDATES)
     logger.info("smoothing over %d neighbours (leave-one-out accuracy %s)", best, results)
     return best
 
