@@ -1,6 +1,6 @@
 """Cost-aware routing on RouterBench: test accuracy against mean dollars per query.
 
-    python -m benchmarks.cost [--quick] [--seed 0]
+    python -m benchmarks.cost [--quick] [--seeds 0 1 2 3 4] [--encoding-cache FILE]
 
 Reads ``../shared/data/routerbench/*.csv`` (11 LLMs with their per-query cost), splits the rows
 into train, validation and test (seeded, stratified by task) and measures, on test:
@@ -31,6 +31,10 @@ AIQ (RouterBench, Hu et al. 2024): the area under the non-decreasing convex hull
 most expensive single LLM on test. Below a method's cheapest point its curve counts as 0; above
 its most expensive point it stays at its best accuracy.
 
+One 445-query test split decides orderings within about one AIQ point, so the benchmark runs
+each seed (its own split, its own fits) and judges the targets on the mean over seeds; the
+curves drawn and listed point by point are the first seed's.
+
 Writes ``benchmarks/results/cost.json``, ``cost.md`` and ``cost.png``.
 """
 
@@ -40,7 +44,6 @@ import argparse
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -61,10 +64,14 @@ from core.calibration import calibrate
 from core.config import TrainConfig
 from core.metrics import accuracy
 from core.router import cost_penalty
+from core.trainer import EncodingCache
 
 logger = logging.getLogger("benchmarks.cost")
 
 GPT4 = "gpt-4-1106-preview"
+SEEDS = (0, 1, 2, 3, 4)
+BASELINES = ("knn", "linear", "zooter", "zero_router")
+ROUTERDC = ("routerdc_routing_time", "routerdc_retrained")
 TEST_FRACTION = 0.2
 VALIDATION_FRACTION = 0.2  # of all rows
 BUDGETS = (0.0003, 0.0005, 0.001, 0.0015, 0.002)  # dollars per query
@@ -219,7 +226,8 @@ def split_rows(data: core.RoutingData, seed: int) -> dict[str, np.ndarray]:
     return {"train": rest[train], "validation": rest[validation], "test": test}
 
 
-def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, Any]:
+def run(*, quick: bool, seed: int, cache: EncodingCache) -> dict[str, Any]:
+    """One seed: its split, every method's fits and curves, the calibration and the targets."""
     started = time.perf_counter()
     folder = require_data(ROUTERBENCH_DATA)
     data = core.RoutingData.from_files(sorted(folder.glob("*.csv")))
@@ -250,8 +258,6 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
     single = {name: measure.point(np.full(len(test), i)) for i, name in enumerate(measure.names)}
     cost_range = measure.cost_range
 
-    cache = open_cache(cache_file)
-    logger.info("%d encoded queries in the cache at the start", len(cache))
     recipe = TrainConfig(train_encoder=False, steps=steps, seed=seed)
     options: dict[str, Any] = {
         "config": recipe,
@@ -265,8 +271,6 @@ def run(*, quick: bool, seed: int, cache_file: Path | None = None) -> dict[str, 
     assert first.config.costs == prices
     parts = {"train": train, "validation": validation, "test": test}
     vectors = {name: cache.encode(first, part.queries, recipe) for name, part in parts.items()}
-    if cache_file is not None:
-        cache.save(cache_file)
     on_validation = TestSplit(validation, prices)
 
     def validation_aiq(utilities: np.ndarray, scores: np.ndarray | None = None) -> float:
@@ -410,9 +414,8 @@ def check_targets(
     single: Mapping[str, Mapping[str, float]],
     calibration: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
-    baselines = ("knn", "linear", "zooter", "zero_router")
-    routerdc = ("routerdc_routing_time", "routerdc_retrained")
-    best_routerdc = max(methods[m]["aiq"] for m in routerdc)
+    """The issue's three targets on one seed's test split."""
+    best_routerdc = max(methods[m]["aiq"] for m in ROUTERDC)
     gpt4 = single[GPT4]
     close = {n: p for n, p in single.items() if n != GPT4 and p["accuracy"] >= gpt4["accuracy"] - 2}
     if close:
@@ -421,7 +424,7 @@ def check_targets(
     else:
         cost_target, why = gpt4["cost"] / 2, f"half of {GPT4}'s cost (no other LLM within 2 points)"
     at_target = {}
-    for name in (*routerdc, *baselines[:3]):
+    for name in (*ROUTERDC, *BASELINES[:3]):
         points = methods[name]["points"]
         affordable = [p["accuracy"] for p in points if p["cost"] <= cost_target]
         xy = np.array([[p["cost"], p["accuracy"]] for p in points])
@@ -434,10 +437,10 @@ def check_targets(
     budgets = [row for row in calibration if "budget" in row]
     return {
         "aiq_above_every_baseline": {
-            m: {b: methods[m]["aiq"] > methods[b]["aiq"] for b in baselines} for m in routerdc
+            m: {b: methods[m]["aiq"] > methods[b]["aiq"] for b in BASELINES} for m in ROUTERDC
         },
         "best_routerdc_aiq_above_every_baseline": all(
-            best_routerdc > methods[b]["aiq"] for b in baselines
+            best_routerdc > methods[b]["aiq"] for b in BASELINES
         ),
         "gpt4_accuracy": gpt4["accuracy"],
         "gpt4_cost": gpt4["cost"],
@@ -445,11 +448,100 @@ def check_targets(
         "cost_target_is": why,
         "accuracy_at_cost_target": at_target,
         "routerdc_matches_gpt4_at_cost_target": any(
-            gap is not None and gap >= 0 for gap in (at_target[m]["gap_to_gpt4"] for m in routerdc)
+            gap is not None and gap >= 0 for gap in (at_target[m]["gap_to_gpt4"] for m in ROUTERDC)
         ),
         "calibration_within_10_percent": {
             str(row["budget"]): abs(row["test_cost_over_budget"]) <= 0.10 for row in budgets
         },
+    }
+
+
+def aggregate(runs: Sequence[dict[str, Any]], seconds: float) -> dict[str, Any]:
+    """Every seed's run in one result: AIQ and targets as means over seeds, the first seed's
+    curves and points, every seed's calibration rows and settings."""
+    first = runs[0]
+    seeds = [r["split"]["seed"] for r in runs]
+    methods = {}
+    for name, entry in first["methods"].items():
+        per_seed = [r["methods"][name]["aiq"] for r in runs]
+        methods[name] = {
+            **entry,
+            "aiq": float(np.mean(per_seed)),
+            "aiq_std": float(np.std(per_seed)),
+            "aiq_per_seed": per_seed,
+            "curve_of_seed": seeds[0],
+        }
+    settings = {k: v for k, v in first["provenance"]["settings"].items() if k != "seed"}
+    return {
+        "provenance": provenance(settings | {"seeds": seeds}),
+        "seeds": seeds,
+        "split": first["split"],
+        "cost_range": first["cost_range"],
+        "methods": methods,
+        "single_llms": first["single_llms"],
+        "oracles": first["oracles"],
+        "calibration": [
+            row | {"seed": seed}
+            for seed, r in zip(seeds, runs, strict=True)
+            for row in r["calibration"]
+        ],
+        "targets": mean_targets(methods, runs),
+        "per_seed": [
+            {
+                "seed": seed,
+                "aiq": {name: m["aiq"] for name, m in r["methods"].items()},
+                "settings": {name: m.get("settings") for name, m in r["methods"].items()},
+                "targets": r["targets"],
+                "seconds": r["seconds"],
+            }
+            for seed, r in zip(seeds, runs, strict=True)
+        ],
+        "seconds": seconds,
+    }
+
+
+def mean_targets(
+    methods: Mapping[str, Mapping[str, Any]], runs: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """The targets judged on means over seeds, with how many seeds met each."""
+    best_routerdc = max(methods[m]["aiq"] for m in ROUTERDC)
+    gaps: dict[str, float | None] = {}
+    for name in (*ROUTERDC, *BASELINES[:3]):
+        per_seed = [r["targets"]["accuracy_at_cost_target"][name]["gap_to_gpt4"] for r in runs]
+        gaps[name] = None if None in per_seed else float(np.mean(per_seed))
+    calibration: dict[str, dict[str, Any]] = {}
+    for budget in BUDGETS:
+        over = [
+            row["test_cost_over_budget"]
+            for r in runs
+            for row in r["calibration"]
+            if row.get("budget") == budget
+        ]
+        calibration[str(budget)] = {
+            "mean_test_cost_over_budget": float(np.mean(over)),
+            "mean_abs_test_cost_over_budget": float(np.mean(np.abs(over))),
+            "seeds_within_10_percent": int(np.sum(np.abs(over) <= 0.10)),
+            "seeds": len(over),
+        }
+    return {
+        "aiq_above_every_baseline": {
+            m: {b: methods[m]["aiq"] > methods[b]["aiq"] for b in BASELINES} for m in ROUTERDC
+        },
+        "best_routerdc_aiq_above_every_baseline": all(
+            best_routerdc > methods[b]["aiq"] for b in BASELINES
+        ),
+        "seeds_where_routerdc_beats_every_baseline": int(
+            sum(r["targets"]["best_routerdc_aiq_above_every_baseline"] for r in runs)
+        ),
+        "cost_target_is": runs[0]["targets"]["cost_target_is"],
+        "mean_gap_to_gpt4_at_cost_target": gaps,
+        "routerdc_matches_gpt4_at_cost_target": any(
+            (gap := gaps[m]) is not None and gap >= 0 for m in ROUTERDC
+        ),
+        "calibration": calibration,
+        "calibration_within_10_percent_share": float(
+            np.mean([c["seeds_within_10_percent"] / c["seeds"] for c in calibration.values()])
+        ),
     }
 
 
@@ -458,17 +550,18 @@ def check_targets(
 
 def markdown(result: dict[str, Any]) -> str:
     settings = result["provenance"]["settings"]
+    seeds = result["seeds"]
     lines = [
         "# Cost-aware routing on RouterBench",
         "",
         f"Test accuracy against mean cost per query, {len(result['single_llms'])} LLMs, "
-        f"seed {settings['seed']}{' (quick run)' if settings['quick'] else ''}. "
+        f"seeds {seeds}, each its own split and fits{' (quick run)' if settings['quick'] else ''}. "
         f"Every router sees frozen {settings['encoder']} query vectors; RouterDC trains its "
         f"head ({settings['steps']} steps). AIQ: area under the non-decreasing convex hull of "
-        f"(cost, accuracy), normalised over the single LLMs' cost range "
-        f"${result['cost_range'][0]:.6f} to ${result['cost_range'][1]:.6f}.",
+        f"(cost, accuracy), normalised over the single LLMs' cost range on each test split "
+        f"(seed {seeds[0]}: ${result['cost_range'][0]:.6f} to ${result['cost_range'][1]:.6f}).",
         "",
-        "## Split (stratified by task)",
+        f"## Split of seed {seeds[0]} (stratified by task; every seed's has the same sizes)",
         "",
         "| split | " + " | ".join(next(iter(result["split"]["queries"].values()))) + " |",
         "|---|" + "---:|" * len(next(iter(result["split"]["queries"].values()))),
@@ -477,60 +570,79 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(str(v) for v in counts.values()) + " |")
     lines += [
         "",
-        "## AIQ per method (test)",
+        "## AIQ per method (test, %)",
         "",
-        "| method | AIQ (%) | best accuracy (%) | points |",
-        "|---|---:|---:|---:|",
+        "| method | mean ± std over seeds | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+        "|---|---:|" + "---:|" * len(seeds),
     ]
     for name, entry in sorted(result["methods"].items(), key=lambda kv: -kv[1]["aiq"]):
-        lines.append(
-            f"| {name} | {entry['aiq']:.2f} | {entry['best_accuracy']:.2f} | "
-            f"{len(entry['points'])} |"
+        cells = " | ".join(f"{a:.2f}" for a in entry["aiq_per_seed"])
+        lines.append(f"| {name} | {entry['aiq']:.2f} ± {entry['aiq_std']:.2f} | {cells} |")
+    chosen = [r["settings"]["routerdc_routing_time"] for r in result["per_seed"]]
+    lines += [
+        "",
+        "RouterDC's settings chosen by validation AIQ, per seed: "
+        + "; ".join(
+            f"seed {r['seed']}: tau {c['temperature']}, K+ {c['top_k_positive']}, "
+            f"smoothing {c['smoothing_neighbours'] or 'chosen per task'}"
+            for r, c in zip(result["per_seed"], chosen, strict=True)
         )
-    lines += ["", "## Single LLMs and oracles (test)", "", "| | cost ($/query) | accuracy (%) |"]
-    lines.append("|---|---:|---:|")
+        + ".",
+        "",
+        f"## Single LLMs and oracles (test, seed {seeds[0]})",
+        "",
+        "| | cost ($/query) | accuracy (%) |",
+        "|---|---:|---:|",
+    ]
     points = {**result["single_llms"], **result["oracles"]}
     for name, p in sorted(points.items(), key=lambda kv: kv[1]["cost"]):
         lines.append(f"| {name} | {p['cost']:.6f} | {p['accuracy']:.2f} |")
     targets = result["targets"]
+    means = {name: entry["aiq"] for name, entry in result["methods"].items()}
     lines += [
         "",
-        "## Targets",
+        "## Targets (means over seeds)",
         "",
         f"- RouterDC's AIQ above every baseline's: "
         f"**{targets['best_routerdc_aiq_above_every_baseline']}** ("
         + "; ".join(
-            f"{name} {result['methods'][name]['aiq']:.2f} beats "
-            + ", ".join(
-                f"{b} {result['methods'][b]['aiq']:.2f}: {'yes' if won else 'no'}"
-                for b, won in wins.items()
-            )
+            f"{name} {means[name]:.2f} beats "
+            + ", ".join(f"{b} {means[b]:.2f}: {'yes' if won else 'no'}" for b, won in wins.items())
             for name, wins in targets["aiq_above_every_baseline"].items()
         )
-        + ").",
-        f"- gpt-4 accuracy {targets['gpt4_accuracy']:.2f}% at ${targets['gpt4_cost']:.6f}; "
-        f"cost target ${targets['cost_target']:.6f} ({targets['cost_target_is']}). "
-        f"RouterDC matches gpt-4 there: **{targets['routerdc_matches_gpt4_at_cost_target']}**.",
+        + f"); on {targets['seeds_where_routerdc_beats_every_baseline']} of {len(seeds)} "
+        "seeds one RouterDC curve beats every baseline.",
+        f"- gpt-4's accuracy at the cost target ({targets['cost_target_is']}): RouterDC matches "
+        f"it: **{targets['routerdc_matches_gpt4_at_cost_target']}**. Mean gap of the best point "
+        "within the target to gpt-4, in points: "
+        + ", ".join(
+            f"{name} {'-' if gap is None else f'{gap:+.2f}'}"
+            for name, gap in targets["mean_gap_to_gpt4_at_cost_target"].items()
+        )
+        + ".",
+        f"- Budget calibration within 10% on test: "
+        f"{targets['calibration_within_10_percent_share']:.0%} of (budget, seed) pairs.",
         "",
-        "| method | best point at <= target (%) | hull at target (%) | gap to gpt-4 (points) |",
-        "|---|---:|---:|---:|",
+        "| budget ($/query) | seeds within 10% | mean test vs budget | mean abs. deviation |",
+        "|---:|---:|---:|---:|",
     ]
-    for name, row in targets["accuracy_at_cost_target"].items():
-        best = row["best_point_accuracy"]
-        gap = row["gap_to_gpt4"]
+    for budget, row in targets["calibration"].items():
         lines.append(
-            f"| {name} | {'-' if best is None else f'{best:.2f}'} | {row['hull_accuracy']:.2f} | "
-            f"{'-' if gap is None else f'{gap:+.2f}'} |"
+            f"| {float(budget):.4f} | {row['seeds_within_10_percent']} of {row['seeds']} | "
+            f"{row['mean_test_cost_over_budget']:+.1%} | "
+            f"{row['mean_abs_test_cost_over_budget']:.1%} |"
         )
     lines += [
         "",
-        "## Budget calibration (found on validation, measured on test)",
+        f"## Budget calibration of seed {seeds[0]} (found on validation, measured on test)",
         "",
         "| target | cost weight | validation $/query | test $/query | test vs budget | "
         "test accuracy (%) | share to gpt-4 (test) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in result["calibration"]:
+        if row["seed"] != seeds[0]:
+            continue
         target = (
             f"budget ${row['budget']:.4f}"
             if "budget" in row
@@ -542,8 +654,11 @@ def markdown(result: dict[str, Any]) -> str:
             f"{row['test_cost']:.6f} | {versus} | {row['test_accuracy']:.2f} | "
             f"{row['test_expensive_share']:.1%} |"
         )
-    lines += ["", f"Within 10% of the budget: {targets['calibration_within_10_percent']}.", ""]
-    lines.append(f"Run time: {result['seconds']:.0f} s. Plot: `cost.png`.")
+    lines += [
+        "",
+        f"Run time: {result['seconds']:.0f} s for {len(seeds)} seeds. Plot: `cost.png` "
+        f"(seed {seeds[0]}'s curves, mean AIQ in the legend).",
+    ]
     return "\n".join(lines)
 
 
@@ -587,17 +702,28 @@ def plot(result: dict[str, Any], path: Any) -> None:
     curves.grid(alpha=0.3)
 
     rows = [r for r in result["calibration"] if "budget" in r]
-    asked = np.array([r["budget"] for r in rows])
-    budgets.plot(asked, [r["test_cost"] for r in rows], "o-", color="tab:red", label="test")
-    budgets.plot(
-        asked, [r["validation_cost"] for r in rows], "x--", color="tab:orange", label="validation"
-    )
+    asked = np.array(BUDGETS)
+    for field, color, mark, label in (
+        ("test_cost", "tab:red", "o", "test"),
+        ("validation_cost", "tab:orange", "x", "validation"),
+    ):
+        spent = [[r[field] for r in rows if r["budget"] == b] for b in BUDGETS]
+        budgets.plot(
+            [b for b, got in zip(asked, spent, strict=True) for _ in got],
+            [x for got in spent for x in got],
+            mark,
+            color=color,
+            alpha=0.4,
+        )
+        budgets.plot(
+            asked, [np.mean(got) for got in spent], "-", color=color, label=f"{label} (mean)"
+        )
     budgets.plot(asked, asked, ":", color="black", label="budget")
     budgets.fill_between(asked, asked * 0.9, asked * 1.1, color="gray", alpha=0.2, label="±10%")
     budgets.tick_params(axis="x", labelrotation=30)
     budgets.set_xlabel("budget asked ($ per query)")
     budgets.set_ylabel("realised mean cost ($ per query)")
-    budgets.set_title("calibrate(router, validation, budget=...)")
+    budgets.set_title("calibrate(router, validation, budget=...), every seed")
     budgets.legend(fontsize=8)
     budgets.grid(alpha=0.3)
     figure.tight_layout()
@@ -608,7 +734,13 @@ def plot(result: dict[str, Any], path: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer points and training steps")
-    parser.add_argument("--seed", type=int, default=0, help="seeds the split and every fit")
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=list(SEEDS),
+        help="one run per seed, each seeding its split and every fit (default: %(default)s)",
+    )
     parser.add_argument(
         "--threads",
         type=int,
@@ -620,8 +752,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    result = run(quick=args.quick, seed=args.seed, cache_file=args.encoding_cache)
+    started = time.perf_counter()
+    cache = open_cache(args.encoding_cache)
+    logger.info("%d encoded queries in the cache at the start", len(cache))
+    runs = []
+    for seed in args.seeds:
+        torch.manual_seed(seed)
+        runs.append(run(quick=args.quick, seed=seed, cache=cache))
+        if args.encoding_cache is not None:
+            cache.save(args.encoding_cache)
+    result = aggregate(runs, time.perf_counter() - started)
     json_path, md_path = write_results("cost", result, markdown(result))
     plot(result, RESULTS / "cost.png")
     logger.info("wrote %s, %s and %s", json_path, md_path, RESULTS / "cost.png")

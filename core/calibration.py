@@ -5,6 +5,10 @@ As ``w`` grows, each query can only move to a cheaper LLM, so its choice changes
 ``T - 1`` values of ``w``. :func:`calibrate` computes ``p(t|x)`` on the validation queries once,
 finds every such change point, and measures the mean cost, the accuracy and the share of calls to
 the most expensive LLM between each pair of them: an exact search, with no grid to tune.
+Of the weights within the target it keeps the best validation accuracy, save that a weight
+spending more whose accuracy trails it by less than two standard errors (paired, query by query)
+counts as tied and is preferred: such a gap is noise of the validation sample, and the budget is
+what the user chose to spend.
 
 Example:
     >>> calibration = core.calibrate(router, validation, budget=0.001)  # doctest: +SKIP
@@ -72,6 +76,7 @@ def calibrate(
     costs: Mapping[str, float] | None = None,
     binary: bool | None = None,
     probabilities: np.ndarray | None = None,
+    tie_standard_errors: float = 2.0,
 ) -> Calibration:
     """The cost weight with the best validation accuracy that stays within a target.
 
@@ -88,11 +93,15 @@ def calibrate(
         probabilities: ``router.probabilities(validation.queries)`` when already computed,
             ``(N, T)`` in the router's LLM order; saves encoding the validation queries again
             when calibrating for several targets.
+        tie_standard_errors: a weight whose validation accuracy trails the best within the
+            target by less than this many standard errors of the paired difference (per
+            query, its score less the best weight's) counts as tied with it; of the tied
+            weights the one that spends the most of the budget is kept. A difference that
+            small is noise of the validation sample, and the budget is what the user chose
+            to spend. 0 keeps the best validation accuracy exactly.
 
     Returns:
         The weight, the prices it goes with, and the validation cost, accuracy and share.
-        Among weights of equal accuracy the smallest is kept (it spends the most of the
-        budget).
 
     Raises:
         ConfigError: not exactly one target, a target out of range, no prices, or a budget
@@ -101,6 +110,10 @@ def calibrate(
         UnknownLLMError: ``costs`` lacks a price for an LLM of the router.
     """
     _check_target(budget, expensive_share)
+    if not (_is_number(tie_standard_errors) and 0 <= tie_standard_errors < math.inf):
+        raise ConfigError(
+            f"tie_standard_errors must be a finite number >= 0, got {tie_standard_errors!r}"
+        )
     names = router.llm_names
     columns = _columns(names, validation)
     scores = metric_scores(validation.scores[:, columns], binary)  # (N, T), NaN where unscored
@@ -118,8 +131,12 @@ def calibrate(
             f"probabilities has shape {probabilities.shape}; expected {scores.shape} "
             "(one row per validation query, one column per LLM of the router)"
         )
-    weights, mean_costs, accuracies, shares = _sweep(
-        probabilities, relative, scores, spend, expensive
+    sweep = _sweep(probabilities, relative, scores, spend, expensive)
+    weights, mean_costs, accuracies, shares = (
+        sweep.weights,
+        sweep.costs,
+        sweep.accuracies,
+        sweep.shares,
     )
     if budget is not None:
         feasible = mean_costs <= budget * (1 + 1e-9)
@@ -134,10 +151,22 @@ def calibrate(
             f"weight reaches is {floor:.6g} (every query to the cheapest LLM)"
         )
     best = int(np.argmax(np.where(feasible, accuracies, -np.inf)))  # first: the smallest weight
+    if tie_standard_errors > 0:
+        # Against the best weight's own choices, query by query: the paired difference.
+        paired = _sweep(
+            probabilities,
+            relative,
+            scores,
+            spend,
+            expensive,
+            reference=_choices(probabilities, relative, float(weights[best])),
+        )
+        tied = feasible & (paired.mean_difference >= -tie_standard_errors * paired.standard_error)
+        best = int(np.argmax(np.where(tied, mean_costs, -np.inf)))
     weight = float(weights[best])
 
     # Report what the rule itself does at that weight, not the sweep's bookkeeping.
-    chosen = np.argmax(probabilities - cost_penalty(names, weight, prices)[None, :], axis=1)
+    chosen = _choices(probabilities, relative, weight)
     rows = np.arange(len(chosen))
     result = Calibration(
         cost_weight=weight,
@@ -222,18 +251,31 @@ def _prices(
     return prices, spend
 
 
+@dataclass(frozen=True)
+class _Sweep:
+    """One entry per interval of ``w`` over which no validation query changes its choice."""
+
+    weights: np.ndarray  # a weight inside each interval (the first is 0)
+    costs: np.ndarray  # mean dollars per query
+    accuracies: np.ndarray
+    shares: np.ndarray  # share of queries to the most expensive LLM(s)
+    mean_difference: np.ndarray  # per query, score less the reference choice's score: mean
+    standard_error: np.ndarray  # and its standard error
+
+
 def _sweep(
     probabilities: np.ndarray,
     relative: np.ndarray,
     scores: np.ndarray,
     spend: np.ndarray,
     expensive: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    reference: np.ndarray | None = None,
+) -> _Sweep:
     """Every distinct routing of the validation queries as ``w`` grows from 0.
 
-    Returns ``(weights, mean_costs, accuracies, shares)``, one entry per interval of ``w`` over
-    which no choice changes; each weight lies inside its interval (the first is 0), so routing
-    with it reproduces that interval's choices without depending on how ties are broken.
+    Each weight lies inside its interval, so routing with it reproduces that interval's choices
+    without depending on how ties are broken. With ``reference`` (a choice per query), each
+    routing is also compared with it query by query (unscored scores count as 0 there).
     """
     rows = np.arange(len(probabilities))
     chosen = probabilities.argmax(axis=1)  # (N,) the choices at w = 0
@@ -244,30 +286,55 @@ def _sweep(
     )
     known = ~np.isnan(scores)
     filled = np.where(known, scores, 0.0)
+    baseline = filled[rows, reference] if reference is not None else np.zeros(len(rows))
+    difference = filled[rows, chosen] - baseline  # (N,)
     # Running sums over the queries, updated one switch at a time.
     cost_sum = float(spend[rows, chosen].sum())
     score_sum = float(filled[rows, chosen].sum())
     scored = int(known[rows, chosen].sum())
     expensive_count = int(expensive[chosen].sum())
-    table = [(0.0, cost_sum, score_sum, scored, expensive_count)]
+    difference_sum, squares_sum = float(difference.sum()), float((difference**2).sum())
+    table = [(0.0, cost_sum, score_sum, scored, expensive_count, difference_sum, squares_sum)]
     for i, (switch, row, to) in enumerate(events):
         was = chosen[row]
         cost_sum += spend[row, to] - spend[row, was]
         score_sum += filled[row, to] - filled[row, was]
         scored += int(known[row, to]) - int(known[row, was])
         expensive_count += int(expensive[to]) - int(expensive[was])
+        new_difference = filled[row, to] - baseline[row]
+        difference_sum += new_difference - difference[row]
+        squares_sum += new_difference**2 - difference[row] ** 2
+        difference[row] = new_difference
         chosen[row] = to
         following = events[i + 1][0] if i + 1 < len(events) else None
         if following == switch:
             continue  # more switches at this very weight
         if following is None:
             following = 2 * switch if switch > 0 else 1.0
-        table.append(((switch + following) / 2, cost_sum, score_sum, scored, expensive_count))
-    weights, costs, score_sums, scored_counts, expensive_counts = np.array(table).T
+        table.append(
+            (
+                (switch + following) / 2,
+                cost_sum,
+                score_sum,
+                scored,
+                expensive_count,
+                difference_sum,
+                squares_sum,
+            )
+        )
+    weights, costs, score_sums, scored_counts, expensive_counts, sums, squares = np.array(table).T
+    n = len(rows)
     accuracies = np.divide(
         score_sums, scored_counts, out=np.zeros_like(score_sums), where=scored_counts > 0
     )
-    return weights, costs / len(rows), accuracies, expensive_counts / len(rows)
+    mean = sums / n
+    variance = np.maximum(squares / n - mean**2, 0.0)
+    return _Sweep(weights, costs / n, accuracies, expensive_counts / n, mean, np.sqrt(variance / n))
+
+
+def _choices(probabilities: np.ndarray, relative: np.ndarray, weight: float) -> np.ndarray:
+    """``(N,)``: the LLM each query goes to at cost weight ``weight``."""
+    return np.argmax(probabilities - weight * relative[None, :], axis=1)
 
 
 def _switches(row: np.ndarray, relative: np.ndarray, start: int) -> list[tuple[float, int]]:

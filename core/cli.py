@@ -82,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
         "--expensive-share", type=float, help="share of calls to the most expensive LLM, in [0, 1]"
     )
     calibrate.add_argument("--costs", help='JSON prices, e.g. \'{"gpt-4": 0.01, "llama": 0.0002}\'')
+    calibrate.add_argument(
+        "--tie-standard-errors",
+        type=float,
+        default=2.0,
+        help="accuracy this many standard errors below the best counts as tied; of tied "
+        "weights the one spending most of the budget is kept (0: best accuracy exactly)",
+    )
     calibrate.set_defaults(run=_calibrate)
 
     demo = commands.add_parser("demo", help="train, evaluate and route on the paper's data")
@@ -239,6 +246,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         budget=args.budget,
         expensive_share=args.expensive_share,
         costs=_costs(args.costs),
+        tie_standard_errors=args.tie_standard_errors,
     )
     print(
         f"cost weight {result.cost_weight:.6g}: expected mean cost ${result.expected_cost:.6f} "

@@ -19,10 +19,11 @@ POOLINGS: tuple[str, ...] = ("first", "mean")
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 # A frozen encoder leaves the head alone to learn; it needs a far larger step than fine-tuning.
 FROZEN_HEAD_LEARNING_RATE = 1e-3
-# Neighbour counts smoothing_neighbours=None chooses among. How much smoothing helps depends on
-# the data: 200 was best on the paper's tasks (about 1,000 queries each), 10 to 20 on
-# RouterBench's (benchmarks/results/tuning.md, cost.md).
-SMOOTHING_CANDIDATES = (10, 20, 50, 100, 200)
+# Neighbour counts smoothing_neighbours=None chooses among, per task. How much smoothing helps
+# depends on the task: on the paper's, 10 on HumanEval, 200 to a whole task on ARC, MMLU and
+# CMMLU; 10 to 20 on RouterBench's (benchmarks/results/tuning.md, cost.md). A count past a
+# task's size means the whole task.
+SMOOTHING_CANDIDATES = (10, 20, 50, 100, 200, 500, 1000, 2000)
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -107,8 +108,9 @@ class TrainConfig:
         smoothing_neighbours: train on each query's scores averaged over its this many nearest
             training queries of the same task (k-means cluster when the data has no tasks),
             see :mod:`core.smoothing`; 0 trains on each query's own scores (paper: 0). None
-            chooses among ``SMOOTHING_CANDIDATES`` the count whose neighbourhoods best predict
-            each training query's best LLM, leave-one-out (no training, seconds).
+            chooses, for each task (or cluster), the count of ``SMOOTHING_CANDIDATES`` whose
+            neighbourhoods best predict its training queries' best LLMs, leave-one-out (no
+            training, seconds); ``router.selection`` says what was chosen.
         binary: train on scores as the metric counts them: None binarises (> 0 -> 1) the tasks
             whose scores are probabilities of a multiple-choice answer, as :mod:`core.metrics`
             detects them; True binarises every score, False none (paper: False).

@@ -17,7 +17,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -43,7 +43,7 @@ from core.losses import SampleLLMLoss, SampleSampleLoss
 from core.metrics import task_mean_accuracy, training_view
 from core.model import RouterDCModel
 from core.router import Router, pick_device
-from core.smoothing import choose_neighbours, smooth_scores
+from core.smoothing import Neighbours, choose_neighbours, smooth_scores
 
 logger = logging.getLogger(__name__)
 
@@ -174,14 +174,15 @@ def fit(
         data.queries,
         training_view(data, config.binary),
         penalty,
-        labels_to_ids(data.tasks) if data.tasks is not None else cluster_labels,
+        np.asarray(data.tasks) if data.tasks is not None else cluster_labels,
         pooled,
     )
+    neighbours: Neighbours = 0 if smoothing is None else smoothing
     if smoothing is None:
-        smoothing = _choose_smoothing(targets)
-        router.selection = {"smoothing_neighbours": smoothing}
-    config = replace(config, smoothing_neighbours=smoothing)
-    setup = build(router, data.queries, targets(smoothing), cluster_labels, pooled, config)
+        chosen = _choose_smoothing(targets)
+        router.selection = {"smoothing_neighbours": {str(g): k for g, k in chosen.items()}}
+        neighbours = chosen
+    setup = build(router, data.queries, targets(neighbours), cluster_labels, pooled, config)
     history = _train(router, setup, config, validation, val_pooled, progress)
     router.model.eval()
     router.history = history
@@ -450,7 +451,7 @@ class _Targets:
     groups: np.ndarray  # (N,) task or cluster: where neighbours are looked for
     pooled: torch.Tensor | None  # (N, D) untrained encoder outputs
 
-    def __call__(self, neighbours: int) -> np.ndarray:
+    def __call__(self, neighbours: Neighbours) -> np.ndarray:
         if neighbours == 0:
             return self.scores - self.penalty
         vectors, scores, groups, inverse = self.distinct
@@ -475,16 +476,23 @@ class _Targets:
         return self.pooled.numpy()[first], scores, self.groups[first], inverse
 
 
-def _choose_smoothing(targets: _Targets) -> int:
-    """The neighbour count of ``SMOOTHING_CANDIDATES`` that best predicts held-out queries.
+def _choose_smoothing(targets: _Targets) -> dict[Hashable, int]:
+    """Per task (or cluster), the neighbour count of ``SMOOTHING_CANDIDATES`` that best
+    predicts held-out queries.
 
     See :func:`core.smoothing.choose_neighbours`: leave-one-out on the training queries, no
     training, every query counts.
     """
     vectors, scores, groups, _ = targets.distinct
-    best, results = choose_neighbours(vectors, scores, groups, SMOOTHING_CANDIDATES)
-    logger.info("smoothing over %d neighbours (leave-one-out accuracy %s)", best, results)
-    return best
+    choice = choose_neighbours(vectors, scores, groups, SMOOTHING_CANDIDATES)
+    for group, k in choice.per_group.items():
+        logger.info(
+            "%s: smoothing over %d neighbours (leave-one-out accuracy %s)",
+            group,
+            k,
+            {c: round(a, 4) for c, a in choice.accuracy[group].items()},
+        )
+    return choice.per_group
 
 
 def _cost_penalty(data: RoutingData, cost_rate: float) -> np.ndarray:

@@ -187,15 +187,72 @@ def test_the_sweep_matches_the_routing_rule_at_every_weight_it_returns() -> None
     spend = relative[None, :] * rng.uniform(0.5, 1.5, size=(50, 4))
     expensive = relative == 1.0
 
-    weights, costs, accuracies, shares = _sweep(probabilities, relative, scores, spend, expensive)
+    reference = rng.integers(0, 4, size=50)
 
-    assert weights[0] == 0 and np.all(np.diff(weights) > 0)
-    assert shares[-1] == 0  # past the last switch every query goes to the cheapest LLM
-    for weight, cost, acc, share in zip(weights, costs, accuracies, shares, strict=True):
+    sweep = _sweep(probabilities, relative, scores, spend, expensive, reference=reference)
+
+    assert sweep.weights[0] == 0 and np.all(np.diff(sweep.weights) > 0)
+    assert sweep.shares[-1] == 0  # past the last switch every query goes to the cheapest LLM
+    filled = np.nan_to_num(scores)
+    rows = np.arange(50)
+    for i, weight in enumerate(sweep.weights):
         chosen = np.argmax(probabilities - weight * relative[None, :], axis=1)
-        assert cost == pytest.approx(spend[np.arange(50), chosen].mean())
-        assert acc == pytest.approx(accuracy(scores, chosen, binary=False))
-        assert share == pytest.approx(expensive[chosen].mean())
+        assert sweep.costs[i] == pytest.approx(spend[rows, chosen].mean())
+        assert sweep.accuracies[i] == pytest.approx(accuracy(scores, chosen, binary=False))
+        assert sweep.shares[i] == pytest.approx(expensive[chosen].mean())
+        difference = filled[rows, chosen] - filled[rows, reference]
+        assert sweep.mean_difference[i] == pytest.approx(difference.mean())
+        assert sweep.standard_error[i] == pytest.approx(difference.std() / np.sqrt(50))
+
+
+def two_routings(llm_names: list[str], cheap_wins: int) -> tuple[core.RoutingData, np.ndarray]:
+    """100 queries, each torn between the dearest LLM and the cheapest: its probability leads
+    by i / 100 on query i, so a weight moves the queries to the cheap LLM one by one. The cheap
+    LLM is right on all of them, the dear one on all but ``cheap_wins``."""
+    dear, cheap = llm_names.index("math-llm"), llm_names.index("chat-llm")
+    probabilities = np.full((100, len(llm_names)), 0.0)
+    probabilities[:, dear] = 0.5 + np.arange(100) / 200
+    probabilities[:, cheap] = 0.5 - np.arange(100) / 200
+    scores = np.zeros((100, len(llm_names)))
+    scores[:, cheap] = 1.0
+    scores[:, dear] = 1.0
+    scores[:cheap_wins, dear] = 0.0  # the queries the first weights move
+    data = core.RoutingData(
+        queries=[f"q{i}" for i in range(100)], llm_names=list(llm_names), scores=scores
+    )
+    return data, probabilities
+
+
+def test_a_weight_tied_within_noise_spends_the_budget(tiny_router: core.Router) -> None:
+    # Moving the first queries to the cheap LLM gains two right answers in 100: noise. Within a
+    # budget that allows everything, the tie rule spends it; without it, the cheaper wins.
+    data, probabilities = two_routings(tiny_router.llm_names, cheap_wins=2)
+    options = {"budget": 1.0, "costs": PRICES, "probabilities": probabilities}
+
+    tied = calibrate(tiny_router, data, **options)
+    exact = calibrate(tiny_router, data, tie_standard_errors=0, **options)
+
+    assert tied.cost_weight == 0 and tied.expected_cost == pytest.approx(PRICES["math-llm"])
+    assert exact.expected_accuracy == 1.0 and exact.expected_cost < tied.expected_cost
+
+
+def test_a_clearly_better_cheaper_weight_wins_over_spending(tiny_router: core.Router) -> None:
+    data, probabilities = two_routings(tiny_router.llm_names, cheap_wins=30)
+    calibration = calibrate(
+        tiny_router, data, budget=1.0, costs=PRICES, probabilities=probabilities
+    )
+    # 30 right answers in 100 are no noise: the bulk of those queries move to the cheap LLM
+    # (the last few, within two standard errors of the best, may stay: the tie rule).
+    assert calibration.expensive_share <= 0.75
+    assert calibration.expected_accuracy >= 0.95
+
+
+@pytest.mark.parametrize("value", [-1.0, math.inf, "1", True])
+def test_a_bad_tie_tolerance_is_an_error_naming_it(
+    tiny_router: core.Router, toy_data: core.RoutingData, value: object
+) -> None:
+    with pytest.raises(core.ConfigError, match="tie_standard_errors"):
+        calibrate(tiny_router, toy_data, budget=0.01, costs=PRICES, tie_standard_errors=value)  # type: ignore[arg-type]
 
 
 def test_importing_calibration_leaves_the_training_stack_unloaded() -> None:

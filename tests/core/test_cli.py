@@ -96,6 +96,16 @@ def test_calibrate_prints_the_cost_weight_for_a_budget(
     assert "cost weight" in capsys.readouterr().out
 
 
+def test_calibrate_passes_the_tie_tolerance_on(
+    saved_router: Path, data_files: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    costs = json.dumps({"math-llm": 0.01, "code-llm": 0.001, "chat-llm": 0.0001})
+    arguments = ["calibrate", "--router", str(saved_router), "--data", data_files[0]]
+    arguments += ["--budget", "0.002", "--costs", costs, "--tie-standard-errors", "-1"]
+    assert cli.main(arguments) == 2
+    assert "tie_standard_errors must be a finite number >= 0, got -1.0" in capsys.readouterr().err
+
+
 def test_eval_of_a_missing_router_fails_with_a_clear_message(
     tmp_path: Path, data_files: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -93,14 +93,46 @@ def test_the_neighbour_count_that_predicts_held_out_queries_best_is_chosen() -> 
     angles = np.linspace(0.0, 1.5, 10)
     embeddings = np.stack([np.cos(angles), np.sin(angles)], axis=1)
     scores = np.array([[1.0, 0.0]] * 5 + [[0.0, 1.0]] * 5)
-    best, results = choose_neighbours(embeddings, scores, np.zeros(10, dtype=int), (1, 9))
-    assert best == 1
-    assert results[1] > results[9]
+    choice = choose_neighbours(embeddings, scores, np.zeros(10, dtype=int), (1, 9))
+    assert choice.per_group == {0: 1}
+    assert choice.accuracy[0][1] > choice.accuracy[0][9]
     # Where the query's own label is noise, its neighbourhood predicts it better.
     noisy = scores.copy()
     noisy[[1, 3, 6, 8]] = noisy[[1, 3, 6, 8]][:, ::-1]
-    best, results = choose_neighbours(embeddings, noisy, np.zeros(10, dtype=int), (1, 4))
-    assert best == 4 and results[4] > results[1]
+    choice = choose_neighbours(embeddings, noisy, np.zeros(10, dtype=int), (1, 4))
+    assert choice.per_group == {0: 4} and choice.accuracy[0][4] > choice.accuracy[0][1]
+
+
+def test_each_group_gets_its_own_neighbour_count() -> None:
+    # Group "clean": two halves, each query's own half predicts it (few neighbours win).
+    # Group "noisy": one LLM is best overall but a third of the labels are flipped, scattered,
+    # so only a wide neighbourhood sees it (many neighbours win).
+    angles = np.linspace(0.0, 1.5, 12)
+    line = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    clean = np.array([[1.0, 0.0]] * 6 + [[0.0, 1.0]] * 6)
+    noisy = np.array([[1.0, 0.0]] * 12)
+    noisy[[1, 4, 7, 10]] = [0.0, 1.0]
+    embeddings = np.concatenate([line, line])
+    scores = np.concatenate([clean, noisy])
+    groups = np.array(["clean"] * 12 + ["noisy"] * 12)
+    choice = choose_neighbours(embeddings, scores, groups, (1, 12))
+    assert choice.per_group == {"clean": 1, "noisy": 12}
+    smoothed = smooth_scores(embeddings, scores, groups, choice.per_group)
+    np.testing.assert_allclose(smoothed[:12], clean)  # one neighbour: itself
+    np.testing.assert_allclose(smoothed[12:], np.tile([8 / 12, 4 / 12], (12, 1)))
+
+
+def test_a_count_past_the_group_size_means_the_whole_group() -> None:
+    choice = choose_neighbours(EMBEDDINGS, SCORES, np.zeros(4, dtype=int), (3, 50))
+    assert choice.accuracy[0][3] == choice.accuracy[0][50]  # both: every other query
+    assert choice.per_group == {0: 3}  # the smaller count on a tie
+    smoothed = smooth_scores(EMBEDDINGS, SCORES, np.zeros(4, dtype=int), 50)
+    np.testing.assert_allclose(smoothed, np.tile(SCORES.mean(axis=0), (4, 1)))
+
+
+def test_a_per_group_count_must_cover_every_group() -> None:
+    with pytest.raises(ConfigError, match="no count for groups"):
+        smooth_scores(EMBEDDINGS, SCORES, np.array([0, 0, 1, 1]), {0: 2})
 
 
 @pytest.mark.parametrize("neighbours", [None, 0, 3])
@@ -116,8 +148,10 @@ def test_fit_says_which_neighbour_count_it_chose_and_keeps_a_given_one(
         smoothing_neighbours=neighbours,
         progress=False,
     )
-    if neighbours is None:
-        assert router.selection["smoothing_neighbours"] in SMOOTHING_CANDIDATES
+    if neighbours is None:  # toy_data has tasks: one count chosen per task
+        chosen = router.selection["smoothing_neighbours"]
+        assert set(chosen) == set(toy_data.tasks or [])
+        assert set(chosen.values()) <= set(SMOOTHING_CANDIDATES)
     else:
         assert router.selection == {}
 
@@ -127,6 +161,6 @@ def test_leave_one_out_leaves_out_choices_the_query_never_scored() -> None:
     # Query 1's neighbour knows only "b", so query 1 picks "b" and scores 0 there.
     embeddings = np.array([[1.0, 0.0], [0.9, 0.1]])
     scores = np.array([[np.nan, 0.0], [1.0, 0.0]])
-    best, results = choose_neighbours(embeddings, scores, np.zeros(2, dtype=int), (1,))
-    assert best == 1
-    assert results[1] == 0.0
+    choice = choose_neighbours(embeddings, scores, np.zeros(2, dtype=int), (1,))
+    assert choice.per_group == {0: 1}
+    assert choice.accuracy[0] == {1: 0.0}
