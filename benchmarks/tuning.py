@@ -48,12 +48,14 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "probabilities as scores (binary False)": {"binary": False},
     "temperature 1": {"temperature": 1.0},
     "temperature 0.05": {"temperature": 0.05},
+    "K+ 2": {"top_k_positive": 2},
     "K+ 3": {"top_k_positive": 3},
     "K- 3": {"top_k_negative": 3},
     "negatives above 0.5 dropped": {"negative_max_score": 0.5},
     "no sample-sample loss (lambda 0)": {"sample_sample_weight": 0.0},
     "task labels as clusters": {"clusters": "tasks"},
     "no projection": {"projection": False},
+    "3000 steps": {"steps": 3000},
     "head lr 1e-4, 3000 steps": {"head_learning_rate": 1e-4, "steps": 3000},
 }
 
