@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -164,3 +166,38 @@ def test_leave_one_out_leaves_out_choices_the_query_never_scored() -> None:
     choice = choose_neighbours(embeddings, scores, np.zeros(2, dtype=int), (1,))
     assert choice.per_group == {0: 1}
     assert choice.accuracy[0] == {1: 0.0}
+
+
+def test_chunked_neighbour_means_match_the_unchunked_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    rng = np.random.default_rng(0)
+    embeddings = rng.normal(size=(60, 8))
+    scores = rng.integers(0, 2, size=(60, 3)).astype(float)
+    scores[rng.random(scores.shape) < 0.1] = np.nan
+    groups = rng.integers(0, 2, size=60)
+    whole_choice = choose_neighbours(embeddings, scores, groups, (1, 5, 20, 100))
+    whole_smoothed = smooth_scores(embeddings, scores, groups, 5)
+    monkeypatch.setattr("core.smoothing._CHUNK_ELEMENTS", 7)  # a few rows at a time
+    assert choose_neighbours(embeddings, scores, groups, (1, 5, 20, 100)) == whole_choice
+    np.testing.assert_array_equal(smooth_scores(embeddings, scores, groups, 5), whole_smoothed)
+
+
+def test_leave_one_out_matches_a_direct_count() -> None:
+    rng = np.random.default_rng(1)
+    embeddings = rng.normal(size=(40, 5))
+    scores = rng.integers(0, 2, size=(40, 4)).astype(float)
+    scores[rng.random(scores.shape) < 0.15] = np.nan
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    distance = 1 - unit @ unit.T
+    np.fill_diagonal(distance, np.inf)  # a query is never its own neighbour
+    order = np.argsort(distance, axis=1, kind="stable")
+    for k in (1, 3, 10, 39):
+        rewards = []
+        for i in range(40):
+            with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                predicted = np.nanmean(scores[order[i, :k]], axis=0)
+            reward = scores[i, np.nan_to_num(predicted, nan=-np.inf).argmax()]
+            if not np.isnan(reward):
+                rewards.append(reward)
+        choice = choose_neighbours(embeddings, scores, np.zeros(40, dtype=int), (k,))
+        assert choice.accuracy[0][k] == pytest.approx(np.mean(rewards))
