@@ -723,7 +723,7 @@ def plot(result: dict[str, Any], path: Any) -> None:
     budgets.tick_params(axis="x", labelrotation=30)
     budgets.set_xlabel("budget asked ($ per query)")
     budgets.set_ylabel("realised mean cost ($ per query)")
-    budgets.set_title("calibrate(router, validation, budget=...), every seed")
+    budgets.set_title("calibrate(..., budget=...), every seed")
     budgets.legend(fontsize=8)
     budgets.grid(alpha=0.3)
     figure.tight_layout()
