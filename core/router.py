@@ -145,17 +145,12 @@ class Router:
             "attention_mask": batch["attention_mask"].to(self.device),
         }
 
-    def _batches(self, queries: list[str], batch_size: int) -> list[list[int]]:
-        """Indices grouped by length, so each batch pads little."""
-        order = sorted(range(len(queries)), key=lambda i: len(queries[i]))
-        return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
     @torch.inference_mode()
     def logits(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """Cosine logits ``(N, T)`` for each query and LLM, in ``llm_names`` order."""
         checked = self._check_queries(queries)
         out = np.empty((len(checked), len(self.config.llm_names)), dtype=np.float32)
-        for rows in self._batches(checked, batch_size):
+        for rows in length_sorted_batches(checked, batch_size):
             logits, _ = self.model(**self.tokenize([checked[i] for i in rows]))
             out[rows] = logits.float().cpu().numpy()
         return out
@@ -166,7 +161,7 @@ class Router:
         checked = self._check_queries(queries)
         dim = self.model.head.llm_embeddings.shape[1]
         out = np.empty((len(checked), dim), dtype=np.float32)
-        for rows in self._batches(checked, batch_size):
+        for rows in length_sorted_batches(checked, batch_size):
             _, vectors = self.model(**self.tokenize([checked[i] for i in rows]))
             out[rows] = vectors.float().cpu().numpy()
         return out
@@ -349,6 +344,12 @@ class Router:
 def load(path: str | Path, *, device: str | torch.device = "auto") -> Router:
     """Load a saved router; see :meth:`Router.load`."""
     return Router.load(path, device=device)
+
+
+def length_sorted_batches(queries: Sequence[str], batch_size: int) -> list[list[int]]:
+    """Indices of ``queries`` in batches of similar length, so each batch pads little."""
+    order = sorted(range(len(queries)), key=lambda i: len(queries[i]))
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def cost_penalty(

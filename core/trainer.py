@@ -42,7 +42,7 @@ from core.errors import ConfigError, DataError
 from core.losses import SampleLLMLoss, SampleSampleLoss
 from core.metrics import task_mean_accuracy, training_view
 from core.model import RouterDCModel
-from core.router import Router, pick_device
+from core.router import Router, length_sorted_batches, pick_device
 from core.smoothing import Neighbours, choose_neighbours, smooth_scores
 
 logger = logging.getLogger(__name__)
@@ -320,7 +320,7 @@ class EncodingCache:
         prefix = (router.config.encoder, router.config.pooling, router.max_tokens)
         new = [q for q in dict.fromkeys(queries) if (*prefix, q) not in self._vectors]
         router.model.eval()
-        batches = router._batches(new, config.encode_batch_size)
+        batches = length_sorted_batches(new, config.encode_batch_size)
         for rows in tqdm(batches, desc="encoding", unit="batch", disable=len(batches) < 5):
             tokens = router.tokenize([new[i] for i in rows])
             vectors = router.model.encode(**tokens).float().cpu()
