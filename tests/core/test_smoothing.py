@@ -158,6 +158,24 @@ def test_fit_says_which_neighbour_count_it_chose_and_keeps_a_given_one(
         assert router.selection == {}
 
 
+def test_without_tasks_the_count_is_chosen_per_k_means_cluster(
+    tiny_encoder: str, toy_data: core.RoutingData
+) -> None:
+    untasked = core.RoutingData(toy_data.queries, toy_data.llm_names, toy_data.scores)
+    router = core.fit(
+        untasked,
+        encoder=tiny_encoder,
+        train_encoder=False,
+        steps=5,
+        max_length=32,
+        num_clusters=3,
+        progress=False,
+    )
+    chosen = router.selection["smoothing_neighbours"]
+    assert set(chosen) == {"0", "1", "2"}
+    assert set(chosen.values()) <= set(SMOOTHING_CANDIDATES)
+
+
 def test_leave_one_out_leaves_out_choices_the_query_never_scored() -> None:
     # Query 0 left LLM "a" unscored and its neighbour prefers "a": query 0 is left out.
     # Query 1's neighbour knows only "b", so query 1 picks "b" and scores 0 there.
