@@ -196,6 +196,8 @@ def _train(args: argparse.Namespace) -> int:
         history_path=args.history,
     )
     router.save(args.out)
+    for setting, value in router.selection.items():
+        print(f"chosen from the training data: {setting} = {value}")
     best = max(
         (h["validation_accuracy"] for h in router.history if "validation_accuracy" in h),
         default=None,

@@ -52,6 +52,7 @@ def test_train_eval_and_route_work_from_the_command_line(
         == 0
     )
     assert (out / "config.json").is_file()
+    assert "chosen from the training data: smoothing_neighbours = {" in capsys.readouterr().out
 
     results = tmp_path / "results.json"
     assert (
