@@ -137,43 +137,43 @@ def test_a_per_group_count_must_cover_every_group() -> None:
         smooth_scores(EMBEDDINGS, SCORES, np.array([0, 0, 1, 1]), {0: 2})
 
 
-@pytest.mark.parametrize("neighbours", [None, 0, 3])
-def test_fit_says_which_neighbour_count_it_chose_and_keeps_a_given_one(
-    tiny_encoder: str, toy_data: core.RoutingData, neighbours: int | None
+@pytest.mark.parametrize(
+    ("neighbours", "tasks", "chosen_for"),
+    [
+        (None, True, {"code", "chat", "math"}),  # one count per task
+        (None, False, {"0", "1", "2"}),  # no tasks: one per k-means cluster
+        (0, True, None),  # given: nothing chosen
+        (3, True, None),
+    ],
+)
+def test_fit_says_which_neighbour_counts_it_chose_and_keeps_a_given_one(
+    tiny_encoder: str,
+    toy_data: core.RoutingData,
+    neighbours: int | None,
+    tasks: bool,
+    chosen_for: set[str] | None,
 ) -> None:
-    router = core.fit(
-        toy_data,
-        encoder=tiny_encoder,
-        train_encoder=False,
-        steps=5,
-        max_length=32,
-        smoothing_neighbours=neighbours,
-        progress=False,
+    data = (
+        toy_data
+        if tasks
+        else core.RoutingData(toy_data.queries, toy_data.llm_names, toy_data.scores)
     )
-    if neighbours is None:  # toy_data has tasks: one count chosen per task
-        chosen = router.selection["smoothing_neighbours"]
-        assert set(chosen) == set(toy_data.tasks or [])
-        assert set(chosen.values()) <= set(SMOOTHING_CANDIDATES)
-    else:
-        assert router.selection == {}
-
-
-def test_without_tasks_the_count_is_chosen_per_k_means_cluster(
-    tiny_encoder: str, toy_data: core.RoutingData
-) -> None:
-    untasked = core.RoutingData(toy_data.queries, toy_data.llm_names, toy_data.scores)
     router = core.fit(
-        untasked,
+        data,
         encoder=tiny_encoder,
         train_encoder=False,
         steps=5,
         max_length=32,
         num_clusters=3,
+        smoothing_neighbours=neighbours,
         progress=False,
     )
-    chosen = router.selection["smoothing_neighbours"]
-    assert set(chosen) == {"0", "1", "2"}
-    assert set(chosen.values()) <= set(SMOOTHING_CANDIDATES)
+    if chosen_for is None:
+        assert router.selection == {}
+    else:
+        chosen = router.selection["smoothing_neighbours"]
+        assert set(chosen) == chosen_for
+        assert set(chosen.values()) <= set(SMOOTHING_CANDIDATES)
 
 
 def test_leave_one_out_leaves_out_choices_the_query_never_scored() -> None:
