@@ -131,39 +131,28 @@ def calibrate(
             f"probabilities has shape {probabilities.shape}; expected {scores.shape} "
             "(one row per validation query, one column per LLM of the router)"
         )
-    sweep = _sweep(probabilities, relative, scores, spend, expensive)
-    weights, mean_costs, accuracies, shares = (
-        sweep.weights,
-        sweep.costs,
-        sweep.accuracies,
-        sweep.shares,
-    )
+    start, events = _events(probabilities, relative)
+    sweep = _sweep(start, events, scores, spend, expensive)
     if budget is not None:
-        feasible = mean_costs <= budget * (1 + 1e-9)
-        what, asked, floor = "budget", budget, mean_costs.min()
+        feasible = sweep.costs <= budget * (1 + 1e-9)
+        what, asked, floor = "budget", budget, sweep.costs.min()
     else:
         assert expensive_share is not None
-        feasible = shares <= expensive_share + 1e-12
-        what, asked, floor = "expensive_share", expensive_share, shares.min()
+        feasible = sweep.shares <= expensive_share + 1e-12
+        what, asked, floor = "expensive_share", expensive_share, sweep.shares.min()
     if not feasible.any():
         raise ConfigError(
             f"{what}={asked!r} cannot be met on the validation data: the lowest any cost "
             f"weight reaches is {floor:.6g} (every query to the cheapest LLM)"
         )
-    best = int(np.argmax(np.where(feasible, accuracies, -np.inf)))  # first: the smallest weight
+    best = int(np.argmax(np.where(feasible, sweep.accuracies, -np.inf)))  # first: smallest w
     if tie_standard_errors > 0:
         # Against the best weight's own choices, query by query: the paired difference.
-        paired = _sweep(
-            probabilities,
-            relative,
-            scores,
-            spend,
-            expensive,
-            reference=_choices(probabilities, relative, float(weights[best])),
-        )
+        reference = _choices(probabilities, relative, float(sweep.weights[best]))
+        paired = _sweep(start, events, scores, spend, expensive, reference=reference)
         tied = feasible & (paired.mean_difference >= -tie_standard_errors * paired.standard_error)
-        best = int(np.argmax(np.where(tied, mean_costs, -np.inf)))
-    weight = float(weights[best])
+        best = int(np.argmax(np.where(tied, sweep.costs, -np.inf)))
+    weight = float(sweep.weights[best])
 
     # Report what the rule itself does at that weight, not the sweep's bookkeeping.
     chosen = _choices(probabilities, relative, weight)
@@ -263,27 +252,36 @@ class _Sweep:
     standard_error: np.ndarray  # and its standard error
 
 
+def _events(
+    probabilities: np.ndarray, relative: np.ndarray
+) -> tuple[np.ndarray, list[tuple[float, int, int]]]:
+    """The choices at ``w = 0`` ``(N,)``, and every switch ``(w, query, LLM)`` as ``w`` grows."""
+    start = probabilities.argmax(axis=1)
+    events = sorted(
+        (switch, row, to)
+        for row in range(len(probabilities))
+        for switch, to in _switches(probabilities[row], relative, int(start[row]))
+    )
+    return start, events
+
+
 def _sweep(
-    probabilities: np.ndarray,
-    relative: np.ndarray,
+    start: np.ndarray,
+    events: list[tuple[float, int, int]],
     scores: np.ndarray,
     spend: np.ndarray,
     expensive: np.ndarray,
     reference: np.ndarray | None = None,
 ) -> _Sweep:
-    """Every distinct routing of the validation queries as ``w`` grows from 0.
+    """Every distinct routing of the validation queries as ``w`` grows from 0, from
+    :func:`_events`.
 
     Each weight lies inside its interval, so routing with it reproduces that interval's choices
     without depending on how ties are broken. With ``reference`` (a choice per query), each
     routing is also compared with it query by query (unscored scores count as 0 there).
     """
-    rows = np.arange(len(probabilities))
-    chosen = probabilities.argmax(axis=1)  # (N,) the choices at w = 0
-    events = sorted(
-        (switch, row, to)
-        for row in rows
-        for switch, to in _switches(probabilities[row], relative, int(chosen[row]))
-    )
+    rows = np.arange(len(start))
+    chosen = start.copy()  # (N,) updated one switch at a time
     known = ~np.isnan(scores)
     filled = np.where(known, scores, 0.0)
     baseline = filled[rows, reference] if reference is not None else np.zeros(len(rows))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import core
-from core.calibration import _sweep, calibrate
+from core.calibration import _events, _sweep, calibrate
 from core.metrics import accuracy
 
 PRICES = {"math-llm": 0.01, "code-llm": 0.002, "chat-llm": 0.0005}
@@ -189,7 +189,8 @@ def test_the_sweep_matches_the_routing_rule_at_every_weight_it_returns() -> None
 
     reference = rng.integers(0, 4, size=50)
 
-    sweep = _sweep(probabilities, relative, scores, spend, expensive, reference=reference)
+    start, events = _events(probabilities, relative)
+    sweep = _sweep(start, events, scores, spend, expensive, reference=reference)
 
     assert sweep.weights[0] == 0 and np.all(np.diff(sweep.weights) > 0)
     assert sweep.shares[-1] == 0  # past the last switch every query goes to the cheapest LLM
