@@ -177,11 +177,12 @@ def fit(
         np.asarray(data.tasks) if data.tasks is not None else cluster_labels,
         pooled,
     )
-    neighbours: Neighbours = 0 if smoothing is None else smoothing
+    neighbours: Neighbours
     if smoothing is None:
-        chosen = _choose_smoothing(targets)
-        router.selection = {"smoothing_neighbours": {str(g): k for g, k in chosen.items()}}
-        neighbours = chosen
+        neighbours = _choose_smoothing(targets)
+        router.selection = {"smoothing_neighbours": {str(g): k for g, k in neighbours.items()}}
+    else:
+        neighbours = smoothing
     setup = build(router, data.queries, targets(neighbours), cluster_labels, pooled, config)
     history = _train(router, setup, config, validation, val_pooled, progress)
     router.model.eval()
@@ -464,8 +465,7 @@ class _Targets:
         assert self.pooled is not None  # fit encodes the queries whenever smoothing is on
         index: dict[str, int] = {}
         inverse = np.array([index.setdefault(q, len(index)) for q in self.queries])  # (N,)
-        first = np.zeros(len(index), dtype=np.int64)
-        first[inverse[::-1]] = np.arange(len(inverse))[::-1]  # row of each one's first copy
+        _, first = np.unique(inverse, return_index=True)  # row of each one's first copy
         # Scores averaged over a query's copies.
         known = ~np.isnan(self.scores)
         sums = np.zeros((len(index), self.scores.shape[1]))
