@@ -226,11 +226,9 @@ def split_rows(data: core.RoutingData, seed: int) -> dict[str, np.ndarray]:
     return {"train": rest[train], "validation": rest[validation], "test": test}
 
 
-def run(*, quick: bool, seed: int, cache: EncodingCache) -> dict[str, Any]:
+def run(data: core.RoutingData, *, quick: bool, seed: int, cache: EncodingCache) -> dict[str, Any]:
     """One seed: its split, every method's fits and curves, the calibration and the targets."""
     started = time.perf_counter()
-    folder = require_data(ROUTERBENCH_DATA)
-    data = core.RoutingData.from_files(sorted(folder.glob("*.csv")))
     rows = split_rows(data, seed)
     train, validation, test = (data.subset(rows[k]) for k in ("train", "validation", "test"))
     tasks = data.tasks or [""] * len(data)
@@ -409,13 +407,25 @@ def calibrate_on_validation(
     return out
 
 
+def aiq_comparison(methods: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Each RouterDC curve's AIQ against each baseline's, and whether the better one beats all."""
+    best_routerdc = max(methods[m]["aiq"] for m in ROUTERDC)
+    return {
+        "aiq_above_every_baseline": {
+            m: {b: methods[m]["aiq"] > methods[b]["aiq"] for b in BASELINES} for m in ROUTERDC
+        },
+        "best_routerdc_aiq_above_every_baseline": all(
+            best_routerdc > methods[b]["aiq"] for b in BASELINES
+        ),
+    }
+
+
 def check_targets(
     methods: Mapping[str, Mapping[str, Any]],
     single: Mapping[str, Mapping[str, float]],
     calibration: Sequence[Mapping[str, Any]],
 ) -> dict[str, Any]:
     """The issue's three targets on one seed's test split."""
-    best_routerdc = max(methods[m]["aiq"] for m in ROUTERDC)
     gpt4 = single[GPT4]
     close = {n: p for n, p in single.items() if n != GPT4 and p["accuracy"] >= gpt4["accuracy"] - 2}
     if close:
@@ -436,12 +446,7 @@ def check_targets(
         }
     budgets = [row for row in calibration if "budget" in row]
     return {
-        "aiq_above_every_baseline": {
-            m: {b: methods[m]["aiq"] > methods[b]["aiq"] for b in BASELINES} for m in ROUTERDC
-        },
-        "best_routerdc_aiq_above_every_baseline": all(
-            best_routerdc > methods[b]["aiq"] for b in BASELINES
-        ),
+        **aiq_comparison(methods),
         "gpt4_accuracy": gpt4["accuracy"],
         "gpt4_cost": gpt4["cost"],
         "cost_target": cost_target,
@@ -504,7 +509,6 @@ def mean_targets(
     methods: Mapping[str, Mapping[str, Any]], runs: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """The targets judged on means over seeds, with how many seeds met each."""
-    best_routerdc = max(methods[m]["aiq"] for m in ROUTERDC)
     gaps: dict[str, float | None] = {}
     for name in (*ROUTERDC, *BASELINES[:3]):
         per_seed = [r["targets"]["accuracy_at_cost_target"][name]["gap_to_gpt4"] for r in runs]
@@ -524,12 +528,7 @@ def mean_targets(
             "seeds": len(over),
         }
     return {
-        "aiq_above_every_baseline": {
-            m: {b: methods[m]["aiq"] > methods[b]["aiq"] for b in BASELINES} for m in ROUTERDC
-        },
-        "best_routerdc_aiq_above_every_baseline": all(
-            best_routerdc > methods[b]["aiq"] for b in BASELINES
-        ),
+        **aiq_comparison(methods),
         "seeds_where_routerdc_beats_every_baseline": int(
             sum(r["targets"]["best_routerdc_aiq_above_every_baseline"] for r in runs)
         ),
@@ -755,10 +754,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     cache = open_cache(args.encoding_cache)
     logger.info("%d encoded queries in the cache at the start", len(cache))
+    data = core.RoutingData.from_files(sorted(require_data(ROUTERBENCH_DATA).glob("*.csv")))
     runs = []
     for seed in args.seeds:
         torch.manual_seed(seed)
-        runs.append(run(quick=args.quick, seed=seed, cache=cache))
+        runs.append(run(data, quick=args.quick, seed=seed, cache=cache))
         if args.encoding_cache is not None:
             cache.save(args.encoding_cache)
     result = aggregate(runs, time.perf_counter() - started)
