@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core.config import TrainConfig
+from core.config import POOLINGS, TrainConfig
 from core.data import RoutingData
 from core.errors import RouterDCError
 
@@ -126,7 +126,7 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--learning-rate", type=float, help=f"encoder's, default {defaults.learning_rate}"
     )
-    parser.add_argument("--pooling", choices=("first", "mean"), help=f"default {defaults.pooling}")
+    parser.add_argument("--pooling", choices=POOLINGS, help=f"default {defaults.pooling}")
     parser.add_argument("--max-length", type=int, help=f"default {defaults.max_length}")
     parser.add_argument("--seed", type=int, help=f"default {defaults.seed}")
     parser.add_argument(
