@@ -15,6 +15,7 @@ import argparse
 import logging
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,6 +81,15 @@ def folds_of(tasks: Sequence[str], k: int, seed: int = 0) -> np.ndarray:
     return fold
 
 
+def read_train_files(folder: Path) -> tuple[core.RoutingData, list[Path]]:
+    """The ``*_train.json`` files in ``folder`` as one data set, each query labelled by task."""
+    files = sorted(folder.glob("*_train.json"))
+    data = core.RoutingData.concat(
+        [core.RoutingData.from_file(p, task=p.stem.rsplit("_", 1)[0]) for p in files]
+    )
+    return data, files
+
+
 def per_task_accuracy(data: core.RoutingData, chosen: np.ndarray) -> dict[str, float]:
     tasks = np.array(data.tasks or [""] * len(data))
     scores = {
@@ -130,11 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_cache_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    folder = require_data(PAPER_DATA)
-    files = sorted(folder.glob("*_train.json"))
-    data = core.RoutingData.concat(
-        [core.RoutingData.from_file(p, task=p.stem.rsplit("_", 1)[0]) for p in files]
-    )
+    data, files = read_train_files(require_data(PAPER_DATA))
     fold = folds_of(data.tasks or [], args.folds)
     cache = open_cache(args.encoding_cache)
     results: dict[str, Any] = {
