@@ -9,6 +9,7 @@ import argparse
 import datetime as dt
 import json
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +52,7 @@ def git_commit() -> str:
 def provenance(settings: dict[str, Any]) -> dict[str, Any]:
     """Command, commit, time, machine and settings, to put at the top of a results file."""
     return {
-        "command": " ".join(["python", *sys.orig_argv[1:]]),
+        "command": shlex.join(["python", *sys.orig_argv[1:]]),  # quoted: pastes back as run
         "git_commit": git_commit(),
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {
