@@ -63,6 +63,13 @@ PAPER_REPORTED = {
 }
 # Full fine-tuning on this CPU: the budget that fits the 90-minute run with 3 seeds.
 FULL_STEPS, FULL_BATCH = 150, 32
+FULL_FINE_TUNING = {
+    "train_encoder": True,
+    "steps": FULL_STEPS,
+    "batch_size": FULL_BATCH,
+    "learning_rate": 5e-5,
+    "eval_every": 25,
+}
 # The paper's loss settings (our defaults differ: benchmarks/results/tuning.md), and its recipe.
 _PAPER = core.TrainConfig.paper()
 PAPER_LOSS = {
@@ -419,16 +426,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     if not (args.quick or args.skip_full) and not router_trains_encoder({}):
         rows["routerdc_full_fine_tuning"] = run_routerdc(
-            experiment,
-            "full fine-tuning",
-            seeds,
-            {
-                "train_encoder": True,
-                "steps": FULL_STEPS,
-                "batch_size": FULL_BATCH,
-                "learning_rate": 5e-5,
-                "eval_every": 25,
-            },
+            experiment, "full fine-tuning", seeds, FULL_FINE_TUNING
         )
     if args.paper_recipe:
         rows["routerdc_paper_recipe"] = run_routerdc(
