@@ -17,7 +17,7 @@ import argparse
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,7 @@ from benchmarks.common import (
     write_results,
 )
 from core.metrics import accuracy, best_llm_per_task, training_view
+from core.router import pick_device
 from core.trainer import EncodingCache, fit
 
 logger = logging.getLogger("benchmarks.paper")
@@ -186,7 +187,12 @@ def run_routerdc(
 
 
 def router_trains_encoder(overrides: dict[str, Any]) -> bool:
-    return bool(overrides.get("train_encoder", core.TrainConfig().train_encoder))
+    """Whether ``fit(..., **overrides)`` fine-tunes the encoder, resolved as ``fit`` resolves
+    it: on the device it will pick (None means "on a GPU")."""
+    config = core.TrainConfig()
+    choice = overrides.get("train_encoder", config.train_encoder)
+    device = pick_device(overrides.get("device", config.device)).type
+    return bool(replace(config, train_encoder=choice).resolved(device).train_encoder)
 
 
 def run_baselines(experiment: Experiment, seeds: Sequence[int]) -> dict[str, dict[str, Any]]:

@@ -33,7 +33,13 @@ from benchmarks.common import (
     require_data,
     write_results,
 )
-from benchmarks.paper import FULL_BATCH, FULL_FINE_TUNING, FULL_STEPS, PAPER_LOSS
+from benchmarks.paper import (
+    FULL_BATCH,
+    FULL_FINE_TUNING,
+    FULL_STEPS,
+    PAPER_LOSS,
+    router_trains_encoder,
+)
 from core.config import SMOOTHING_CANDIDATES
 from core.metrics import accuracy, best_llm_per_task
 from core.trainer import EncodingCache, fit
@@ -109,7 +115,7 @@ def cross_validate(
         router = fit(train, encoding_cache=cache, progress=False, clusters=clusters, **options)
         selections.append(router.selection.get("smoothing_neighbours"))
         queries = [data.queries[i] for i in held_out]
-        if options.get("train_encoder"):
+        if router_trains_encoder(options):
             logits = router.logits(queries)
         else:  # the encoder is untrained: apply the trained head to cached vectors
             with torch.inference_mode():
