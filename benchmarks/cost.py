@@ -8,7 +8,7 @@ into train, validation and test (seeded, stratified by task) and measures, on te
 - ``routerdc_routing_time``: one RouterDC router, routed with ``cost_weight`` w swept from 0;
 - ``routerdc_retrained``: RouterDC retrained per cost rate c (``fit(..., cost_rate=c)``);
 - ``knn``, ``linear``, ``zooter``: the baselines of :mod:`benchmarks.baselines` with the same
-  rule ``argmax_t utility_t - w * cost_t / max cost`` (:func:`core.router.cost_penalty`);
+  rule ``argmax_t utility_t - w * cost_t / max cost`` (:func:`core.routing.cost_penalty`);
 - ``zero_router``: RouterBench's zero router, any mix of single LLMs (their hull);
 - ``oracle``: the true scores with the same rule (best possible at each price),
   and the cheapest-correct oracle and each single LLM as points;
@@ -63,7 +63,7 @@ from benchmarks.common import (
 from core.calibration import calibrate
 from core.config import TrainConfig
 from core.metrics import accuracy
-from core.router import cost_penalty
+from core.routing import cost_penalty
 from core.trainer import EncodingCache
 
 logger = logging.getLogger("benchmarks.cost")

@@ -6,19 +6,19 @@ Example:
     >>> router = core.fit(data)                                # doctest: +SKIP
     >>> router.route("Natalia sold 48 clips in April ...").llm  # doctest: +SKIP
 
-``fit`` and ``calibrate`` are imported on first use, so an app that only loads a router and
-routes never imports the training stack (losses, clustering, scikit-learn).
+``Router``, ``load``, ``fit`` and ``calibrate`` are imported on first use: ``import core`` is
+light (no torch, no transformers), and an app that only loads a router and routes never imports
+the training stack (losses, clustering, scikit-learn).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
-
-from core.config import RouterConfig, TrainConfig
-from core.data import RoutingData
-from core.errors import (
+from ._version import __version__
+from .config import RouterConfig, TrainConfig
+from .data import RoutingData
+from .errors import (
     AllLLMsFailedError,
     ConfigError,
     DataError,
@@ -29,14 +29,16 @@ from core.errors import (
     RouterFileError,
     UnknownLLMError,
 )
-from core.router import Decision, Router, load
+from .routing import BaseRouter, Decision
 
 if TYPE_CHECKING:
-    from core.calibration import Calibration, calibrate
-    from core.trainer import fit
+    from .calibration import Calibration, calibrate
+    from .router import Router, load
+    from .trainer import fit
 
 __all__ = [
     "AllLLMsFailedError",
+    "BaseRouter",
     "Calibration",
     "ConfigError",
     "DataError",
@@ -57,12 +59,19 @@ __all__ = [
     "load",
 ]
 
-_LAZY = {"fit": "core.trainer", "calibrate": "core.calibration", "Calibration": "core.calibration"}
+# Imported on first use: torch and transformers load only when a router is loaded or trained.
+_LAZY = {
+    "fit": ".trainer",
+    "calibrate": ".calibration",
+    "Calibration": ".calibration",
+    "Router": ".router",
+    "load": ".router",
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
         import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module 'core' has no attribute {name!r}")

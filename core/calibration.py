@@ -1,6 +1,6 @@
 """Calibrating the routing-time cost weight to a budget: ``calibrate(router, validation, ...)``.
 
-A router picks ``argmax_t p(t|x) - w * cost_t / max cost`` (see :func:`core.router.cost_penalty`).
+A router picks ``argmax_t p(t|x) - w * cost_t / max cost`` (see :func:`core.routing.cost_penalty`).
 As ``w`` grows, each query can only move to a cheaper LLM, so its choice changes at no more than
 ``T - 1`` values of ``w``. :func:`calibrate` computes ``p(t|x)`` on the validation queries once,
 finds every such change point, and measures the mean cost, the accuracy and the share of calls to
@@ -26,13 +26,13 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from core.data import RoutingData
-from core.errors import ConfigError, DataError, UnknownLLMError
-from core.metrics import accuracy, metric_scores
-from core.router import cost_penalty
+from .data import RoutingData
+from .errors import ConfigError, DataError, UnknownLLMError
+from .metrics import accuracy, metric_scores
+from .routing import cost_penalty
 
 if TYPE_CHECKING:
-    from core.router import Router
+    from .router import Router
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from core.config import POOLINGS, TrainConfig
-from core.data import RoutingData
-from core.errors import RouterDCError
+from .config import POOLINGS, TrainConfig
+from .data import RoutingData
+from .errors import RouterDCError
 
 DEMO_QUERIES = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
@@ -183,7 +183,7 @@ def _costs(text: str | None) -> dict[str, float] | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from core.trainer import fit
+    from .trainer import fit
 
     data = RoutingData.from_files(args.data)
     print(f"training on {len(data)} queries, {len(data.llm_names)} LLMs")
@@ -208,8 +208,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from core.metrics import evaluate
-    from core.router import load
+    from .metrics import evaluate
+    from .router import load
 
     router = load(args.router)
     results = evaluate(router, _read_files(args.data), binary=args.binary)
@@ -221,7 +221,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _route(args: argparse.Namespace) -> int:
-    from core.router import load
+    from .router import load
 
     router = load(args.router)
     decisions = router.route_batch(
@@ -237,8 +237,8 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from core.calibration import calibrate
-    from core.router import load
+    from .calibration import calibrate
+    from .router import load
 
     router = load(args.router)
     validation = RoutingData.from_files(args.data)
@@ -264,9 +264,9 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from core.download import PAPER_FILES, fetch
-    from core.metrics import evaluate
-    from core.trainer import fit
+    from .download import PAPER_FILES, fetch
+    from .metrics import evaluate
+    from .trainer import fit
 
     folder = Path(args.data_dir) if args.data_dir else fetch(PAPER_FILES, "routerdc-7llm")
     train_files = sorted(folder.glob("*_train.json"))

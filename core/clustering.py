@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.cluster import KMeans
 
-from core.errors import ConfigError
+from .errors import ConfigError
 
 
 def cluster_queries(embeddings: np.ndarray, num_clusters: int, *, seed: int = 0) -> np.ndarray:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.errors import DataError, DataTypeError
+from .errors import DataError, DataTypeError
 
 if TYPE_CHECKING:
     import pandas as pd

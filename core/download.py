@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from core.errors import RouterDCError
+from .errors import RouterDCError
 
 logger = logging.getLogger(__name__)
 

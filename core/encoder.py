@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from core.config import DEFAULT_ENCODER, Pooling
-from core.errors import ConfigError
+from .config import DEFAULT_ENCODER, Pooling
+from .errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

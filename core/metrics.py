@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from core.data import RoutingData
-from core.errors import DataError
+from .data import RoutingData
+from .errors import DataError
 
 if TYPE_CHECKING:
-    from core.router import Router
+    from .router import Router
 
 
 def is_probability_scored(scores: np.ndarray) -> bool:

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from core.config import Pooling
-from core.encoder import pool
+from .config import Pooling
+from .encoder import pool
 
 # The paper initialises LLM embeddings from N(0, 0.78^2).
 LLM_EMBEDDING_STD = 0.78

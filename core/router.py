@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +19,20 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModel, PreTrainedTokenizerBase
 
-from core.config import RouterConfig
-from core.encoder import load_tokenizer
-from core.errors import (
+from .config import RouterConfig
+from .encoder import load_tokenizer
+from .errors import (
     ConfigError,
-    QueryError,
-    QueryTypeError,
     RouterFileError,
-    UnknownLLMError,
 )
-from core.model import RouterDCModel
+from .model import RouterDCModel
+from .routing import BaseRouter, length_sorted_batches
 
 logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ENCODER_CONFIG_FILE = "encoder_config.json"
-# Characters kept from the end of a query before tokenising: far more than max_length tokens
-# need, and it keeps a multi-megabyte query from stalling the tokenizer.
-CHARS_PER_TOKEN_BOUND = 16
 # Encoders whose position ids start at padding_idx + 1, two entries past the table's start.
 _OFFSET_POSITIONS = {"roberta", "xlm-roberta", "camembert", "longformer", "mpnet", "data2vec-text"}
 
@@ -54,28 +48,7 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-@dataclass(frozen=True)
-class Decision:
-    """Where a query goes.
-
-    Attributes:
-        llm: the chosen LLM.
-        probabilities: p(t | x) over the LLMs that were candidates for this call.
-        ranking: those LLMs, best first (by probability, less the cost term when one is set);
-            the order to fall back in when the chosen LLM fails.
-    """
-
-    llm: str
-    probabilities: dict[str, float]
-    ranking: list[str] = field(default_factory=list)
-
-    @property
-    def probability(self) -> float:
-        """p(chosen LLM | query)."""
-        return self.probabilities[self.llm]
-
-
-class Router:
+class Router(BaseRouter):
     """A trained RouterDC router.
 
     Many threads may route with one Router at once: routing runs under
@@ -108,27 +81,10 @@ class Router:
         # Fast tokenizers reconfigure truncation on every call, which is not thread-safe.
         self._tokenizer_lock = threading.Lock()
 
-    @property
-    def llm_names(self) -> list[str]:
-        return list(self.config.llm_names)
-
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
     # ------------------------------------------------------------------ encoding
-
-    def _check_queries(self, queries: Sequence[object]) -> list[str]:
-        if isinstance(queries, str):
-            raise QueryTypeError("expected a list of queries, got a single string")
-        checked = []
-        limit = self.max_tokens * CHARS_PER_TOKEN_BOUND
-        for i, query in enumerate(queries):
-            if not isinstance(query, str):
-                raise QueryTypeError(f"query {i}: expected a string, got {type(query).__name__}")
-            if not query.strip():
-                raise QueryError(f"query {i}: the query is empty")
-            checked.append(query[-limit:])
-        return checked
 
     def tokenize(self, queries: Sequence[str]) -> dict[str, torch.Tensor]:
         """Token ids and mask ``(B, L)``, truncated on the left, padded to the longest row."""
@@ -148,7 +104,7 @@ class Router:
     @torch.inference_mode()
     def logits(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """Cosine logits ``(N, T)`` for each query and LLM, in ``llm_names`` order."""
-        checked = self._check_queries(queries)
+        checked = self.check_queries(queries)
         out = np.empty((len(checked), len(self.config.llm_names)), dtype=np.float32)
         for rows in length_sorted_batches(checked, batch_size):
             logits, _ = self.model(**self.tokenize([checked[i] for i in rows]))
@@ -158,107 +114,13 @@ class Router:
     @torch.inference_mode()
     def embed(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """The router's query vectors ``(N, D)`` (after the projection, when there is one)."""
-        checked = self._check_queries(queries)
+        checked = self.check_queries(queries)
         dim = self.model.head.llm_embeddings.shape[1]
         out = np.empty((len(checked), dim), dtype=np.float32)
         for rows in length_sorted_batches(checked, batch_size):
             _, vectors = self.model(**self.tokenize([checked[i] for i in rows]))
             out[rows] = vectors.float().cpu().numpy()
         return out
-
-    def probabilities(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """p(t | x) ``(N, T)`` over all LLMs."""
-        return _softmax(self.logits(queries, batch_size=batch_size))
-
-    # ------------------------------------------------------------------ routing
-
-    def route(
-        self,
-        query: str,
-        *,
-        cost_weight: float = 0.0,
-        costs: Mapping[str, float] | None = None,
-        allowed: Sequence[str] | None = None,
-        exclude: Sequence[str] | None = None,
-    ) -> Decision:
-        """The best LLM for one query.
-
-        Args:
-            query: the text to route on.
-            cost_weight: w in argmax_t p(t|x) - w * cost_t / max cost; 0 is plain RouterDC.
-            costs: dollars per call of each LLM; defaults to the prices seen in training.
-            allowed: route only among these LLMs.
-            exclude: never route to these (an LLM that is down).
-        """
-        if not isinstance(query, str):
-            raise QueryTypeError(f"query: expected a string, got {type(query).__name__}")
-        return self.route_batch(
-            [query], cost_weight=cost_weight, costs=costs, allowed=allowed, exclude=exclude
-        )[0]
-
-    def route_batch(
-        self,
-        queries: Iterable[str],
-        *,
-        cost_weight: float = 0.0,
-        costs: Mapping[str, float] | None = None,
-        allowed: Sequence[str] | None = None,
-        exclude: Sequence[str] | None = None,
-        batch_size: int = 64,
-    ) -> list[Decision]:
-        """Route many queries with batched encoder passes; same options as :meth:`route`."""
-        if isinstance(queries, str):
-            raise QueryTypeError("expected a list of queries, got a single string")
-        queries = list(queries)
-        candidates = self.candidates(allowed=allowed, exclude=exclude)
-        penalty = self._cost_penalty(candidates, cost_weight, costs)
-        if len(queries) == 0:
-            return []
-        logits = self.logits(queries, batch_size=batch_size)[:, candidates]  # (N, C)
-        probs = _softmax(logits)
-        utility = probs - penalty[None, :]
-        names = [self.config.llm_names[c] for c in candidates]
-        decisions = []
-        for row_probs, row_utility in zip(probs, utility, strict=False):
-            order = np.argsort(-row_utility, kind="stable")
-            ranking = [names[i] for i in order]
-            decisions.append(
-                Decision(
-                    llm=ranking[0],
-                    probabilities={n: float(p) for n, p in zip(names, row_probs, strict=False)},
-                    ranking=ranking,
-                )
-            )
-        return decisions
-
-    def rank(self, query: str, **options: Any) -> list[tuple[str, float]]:
-        """All candidate LLMs for ``query``, best first, with their probabilities."""
-        decision = self.route(query, **options)
-        return [(name, decision.probabilities[name]) for name in decision.ranking]
-
-    def candidates(
-        self, *, allowed: Sequence[str] | None = None, exclude: Sequence[str] | None = None
-    ) -> list[int]:
-        """Column indices of the LLMs a call may route to."""
-        names = self.config.llm_names
-        for option, given in (("allowed", allowed), ("exclude", exclude)):
-            if isinstance(given, str):
-                raise QueryTypeError(f"{option}: expected a list of LLM names, got a string")
-            unknown = [n for n in given or () if n not in names]
-            if unknown:
-                raise UnknownLLMError(f"{option}: unknown LLMs {unknown}; the router knows {names}")
-        keep = set(allowed) if allowed is not None else set(names)
-        keep -= set(exclude or ())
-        if not keep:
-            raise ConfigError(f"no LLM left to route to (allowed={allowed!r}, exclude={exclude!r})")
-        return [i for i, n in enumerate(names) if n in keep]
-
-    def _cost_penalty(
-        self, candidates: list[int], cost_weight: float, costs: Mapping[str, float] | None
-    ) -> np.ndarray:
-        """The cost term over the candidates, with the prices seen in training by default."""
-        names = [self.config.llm_names[c] for c in candidates]
-        return cost_penalty(names, cost_weight, costs if costs is not None else self.config.costs)
 
     # ------------------------------------------------------------------ persistence
 
@@ -346,51 +208,6 @@ def load(path: str | Path, *, device: str | torch.device = "auto") -> Router:
     return Router.load(path, device=device)
 
 
-def length_sorted_batches(queries: Sequence[str], batch_size: int) -> list[list[int]]:
-    """Indices of ``queries`` in batches of similar length, so each batch pads little."""
-    order = sorted(range(len(queries)), key=lambda i: len(queries[i]))
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def cost_penalty(
-    llm_names: Sequence[str], cost_weight: float, costs: Mapping[str, float] | None
-) -> np.ndarray:
-    """The routing-time cost term ``w * cost_t / max_t cost_t`` for each of ``llm_names``.
-
-    A router picks ``argmax_t utility_t - penalty_t``; dividing by the largest price makes
-    ``w`` mean the same for any price list (in dollars, cents or per million tokens).
-
-    Args:
-        llm_names: the LLMs, in column order.
-        cost_weight: w >= 0; 0 gives zeros whatever the prices.
-        costs: dollars per call of each LLM; may be None when ``cost_weight`` is 0.
-
-    Raises:
-        ConfigError: w is negative or not finite, a price is, or w > 0 and no prices.
-        UnknownLLMError: an LLM has no price.
-    """
-    if not _is_number(cost_weight) or not np.isfinite(cost_weight) or cost_weight < 0:
-        raise ConfigError(f"cost_weight must be a finite number >= 0, got {cost_weight!r}")
-    if cost_weight == 0:
-        return np.zeros(len(llm_names))
-    if costs is None:
-        raise ConfigError(
-            "cost_weight is set but no prices are known: pass costs={llm: dollars} "
-            "or train on data with costs"
-        )
-    missing = [n for n in llm_names if n not in costs]
-    if missing:
-        raise UnknownLLMError(f"costs: no price for LLMs {missing}")
-    if not all(_is_number(costs[n]) for n in llm_names):
-        raise ConfigError(f"costs must be finite numbers >= 0, got {dict(costs)}")
-    values = np.array([float(costs[n]) for n in llm_names])
-    if not np.isfinite(values).all() or (values < 0).any():
-        given = dict(zip(llm_names, values.tolist(), strict=True))
-        raise ConfigError(f"costs must be finite numbers >= 0, got {given}")
-    top = values.max()
-    return cost_weight * values / top if top > 0 else np.zeros(len(llm_names))
-
-
 def _load_saved_tokenizer(folder: Path, metadata: Mapping[str, str]) -> PreTrainedTokenizerBase:
     """The tokenizer saved with a router, checked against what :meth:`Router.save` recorded."""
     expected = json.loads(metadata.get("tokenizer_files", "[]"))
@@ -427,13 +244,3 @@ def _token_limit(max_length: int, tokenizer: PreTrainedTokenizerBase, model: Rou
     if limit < max_length:
         logger.info("max_length %d lowered to %d, what the encoder supports", max_length, limit)
     return limit
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from core.errors import ConfigError
+from .errors import ConfigError
 
 # Elements gathered at a time, (rows, k, T): bounds the memory of the neighbour means.
 _CHUNK_ELEMENTS = 1 << 23

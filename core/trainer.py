@@ -28,22 +28,23 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from core import __version__
-from core.clustering import cluster_queries, labels_to_ids
-from core.config import (
+from ._version import __version__
+from .clustering import cluster_queries, labels_to_ids
+from .config import (
     DEFAULT_ENCODER,
     SMOOTHING_CANDIDATES,
     RouterConfig,
     TrainConfig,
 )
-from core.data import RoutingData
-from core.encoder import load_encoder
-from core.errors import ConfigError, DataError
-from core.losses import SampleLLMLoss, SampleSampleLoss
-from core.metrics import task_mean_accuracy, training_view
-from core.model import RouterDCModel
-from core.router import Router, length_sorted_batches, pick_device
-from core.smoothing import Neighbours, choose_neighbours, smooth_scores
+from .data import RoutingData
+from .encoder import load_encoder
+from .errors import ConfigError, DataError
+from .losses import SampleLLMLoss, SampleSampleLoss
+from .metrics import task_mean_accuracy, training_view
+from .model import RouterDCModel
+from .router import Router, pick_device
+from .routing import length_sorted_batches
+from .smoothing import Neighbours, choose_neighbours, smooth_scores
 
 logger = logging.getLogger(__name__)
 

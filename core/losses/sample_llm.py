@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from core.errors import ConfigError
+from ..errors import ConfigError
 
 
 def sample_llm_loss(

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.errors import ConfigError
+from ..errors import ConfigError
 
 
 def sample_sample_loss(
