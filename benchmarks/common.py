@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
 import platform
 import shlex
 import subprocess
@@ -45,7 +46,8 @@ def git_commit() -> str:
             check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        # A copy of the tree without .git (the GPU machine): the caller may name the commit.
+        return os.environ.get("ROUTERDC_GIT_COMMIT", "unknown")
     return f"{commit}-dirty" if dirty else commit
 
 
@@ -65,10 +67,12 @@ def provenance(settings: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def write_results(name: str, payload: dict[str, Any], markdown: str) -> tuple[Path, Path]:
-    """Write ``benchmarks/results/<name>.json`` and ``.md``; returns both paths."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    json_path, md_path = RESULTS / f"{name}.json", RESULTS / f"{name}.md"
+def write_results(
+    name: str, payload: dict[str, Any], markdown: str, folder: Path = RESULTS
+) -> tuple[Path, Path]:
+    """Write ``<folder>/<name>.json`` and ``.md`` (``benchmarks/results/`` by default)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = folder / f"{name}.json", folder / f"{name}.md"
     json_path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     meta = payload.get("provenance", {})
     header = (
