@@ -152,8 +152,9 @@ def routerdc_chooser(
     def choose(data: core.RoutingData, task: str) -> np.ndarray:
         if frozen:  # the encoder is untouched: reuse its cached outputs, apply the trained head
             with torch.inference_mode():
-                logits, _ = router.model.head(experiment.frozen_test_vectors(router, task))
-            return logits.argmax(dim=1).numpy()
+                vectors = experiment.frozen_test_vectors(router, task).to(router.device)
+                logits, _ = router.model.head(vectors)
+            return logits.argmax(dim=1).cpu().numpy()
         return router.logits(data.queries).argmax(axis=1)
 
     return choose
@@ -367,8 +368,8 @@ def plots(payload: dict[str, Any], experiment: Experiment) -> None:
         rows_ = rng.choice(len(data), size=min(300, len(data)), replace=False)
         pooled = experiment.frozen_test_vectors(router, task)[rows_]
         with torch.inference_mode():
-            _, projected = router.model.head(pooled)
-        vectors.append(projected.numpy())
+            _, projected = router.model.head(pooled.to(router.device))
+        vectors.append(projected.cpu().numpy())
         labels += [TASK_NAMES[task]] * len(rows_)
     points = PCA(n_components=2, random_state=0).fit_transform(np.concatenate(vectors))
     fig, ax = plt.subplots(figsize=(6, 5))

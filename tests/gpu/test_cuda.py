@@ -26,8 +26,9 @@ pytestmark = [
 def _fit_on_cuda(
     data: core.RoutingData, encoder: str | None, dtypes: list[torch.dtype]
 ) -> core.Router:
-    """Fit on CUDA with the device's default recipe; ``dtypes`` collects the dtype of the
-    encoder's first layer output at each training forward pass."""
+    """Fit on CUDA with the device's default recipe; ``dtypes`` collects the output dtype of the
+    encoder's first linear layer at each training forward pass (a layer norm would show fp32:
+    autocast keeps normalisations in fp32)."""
     from transformers import AutoModel
 
     load = AutoModel.from_pretrained
@@ -38,7 +39,8 @@ def _fit_on_cuda(
 
     def load_and_watch(*args: object, **kwargs: object) -> torch.nn.Module:
         model = load(*args, **kwargs)
-        model.encoder.layer[0].register_forward_hook(record)
+        first_linear = next(m for m in model.modules() if isinstance(m, torch.nn.Linear))
+        first_linear.register_forward_hook(record)
         return model
 
     with pytest.MonkeyPatch.context() as patch:
