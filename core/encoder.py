@@ -53,13 +53,14 @@ def load_encoder(name_or_path: str | None) -> tuple[PreTrainedTokenizerBase, Pre
             for the bundled default.
 
     Raises:
-        ConfigError: when the encoder cannot be found offline or online.
+        ConfigError: when the encoder cannot be found offline or online, or needs code of its
+            own to load (which is never run).
     """
     resolved = resolve_encoder(name_or_path)
     try:
         tokenizer = load_tokenizer(resolved)
         encoder = AutoModel.from_pretrained(resolved, trust_remote_code=False)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: it would need to run the folder's code
         raise ConfigError(
             f"cannot load encoder {name_or_path!r} (resolved to {resolved!r}): {err}"
         ) from err
