@@ -87,6 +87,7 @@ def _swap_into_place(staging: Path, target: Path) -> None:
         target.rmdir()  # rename over an empty folder is POSIX-only; this works everywhere
         os.rename(staging, target)
         return
+    shutil.copymode(target, staging)  # keep the folder's permissions
     if _exchange(staging, target):
         _fsync_folder(target.parent)  # the exchange is durable before the old copy goes
         shutil.rmtree(staging)  # it now holds the previous version
