@@ -358,6 +358,23 @@ def test_a_save_killed_before_each_of_its_steps_leaves_a_whole_router(
     assert seen == ({0, 1} if exchange else {0, 1, -1})
 
 
+def test_a_save_that_fails_while_writing_leaves_the_old_router_and_nothing_beside_it(
+    two_routers: tuple[Router, Router], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "router"
+    two_routers[0].save(folder)
+
+    def disk_full(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(RouterConfig, "to_json", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        two_routers[1].save(folder)
+    monkeypatch.undo()
+    assert which_router(folder, two_routers) == 0
+    assert leftovers(folder) == []
+
+
 def test_saving_over_a_router_replaces_it_and_leaves_nothing_beside_it(
     two_routers: tuple[Router, Router], tmp_path: Path
 ) -> None:
