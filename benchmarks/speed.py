@@ -289,7 +289,8 @@ class BareEncoder:
     def __init__(self) -> None:
         path = resolve_encoder(None)
         self.tokenizer = load_tokenizer(path)
-        self.model: PreTrainedModel = AutoModel.from_pretrained(path).eval()
+        model = AutoModel.from_pretrained(path, trust_remote_code=False)
+        self.model: PreTrainedModel = model.eval()
 
     @torch.inference_mode()
     def __call__(self, queries: str | list[str]) -> torch.Tensor:

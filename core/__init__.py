@@ -27,6 +27,7 @@ from .errors import (
     QueryTypeError,
     RouterDCError,
     RouterFileError,
+    RoutingError,
     UnknownLLMError,
 )
 from .routing import BaseRouter, Decision
@@ -51,6 +52,7 @@ __all__ = [
     "RouterDCError",
     "RouterFileError",
     "RoutingData",
+    "RoutingError",
     "TrainConfig",
     "UnknownLLMError",
     "__version__",

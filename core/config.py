@@ -24,6 +24,9 @@ FROZEN_HEAD_LEARNING_RATE = 1e-3
 # CMMLU; 10 to 20 on RouterBench's (benchmarks/results/tuning.md, cost.md). A count past a
 # task's size means the whole task.
 SMOOTHING_CANDIDATES = (10, 20, 50, 100, 200, 500, 1000, 2000)
+# tau divides cosines in [-1, 1]: below 1e-4 the softmax is already one-hot, and a tau like
+# 1e-45 overflows the logits to infinity (NaN probabilities); above 1e4 every LLM is equal.
+TEMPERATURE_RANGE = (1e-4, 1e4)
 
 
 def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> None:
@@ -32,6 +35,13 @@ def _check_positive(name: str, value: float, *, allow_zero: bool = False) -> Non
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be a finite number {bound}, got {value!r}")
+
+
+def _check_temperature(value: float) -> None:
+    _check_positive("temperature", value)
+    low, high = TEMPERATURE_RANGE
+    if not low <= value <= high:
+        raise ConfigError(f"temperature must lie in [{low:g}, {high:g}], got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,30 @@ class RouterConfig:
             raise ConfigError(f"llm_names has duplicates: {self.llm_names!r}")
         if self.pooling not in POOLINGS:
             raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        _check_positive("temperature", self.temperature)
+        _check_temperature(self.temperature)
         if not isinstance(self.max_length, int) or self.max_length < 8:
             raise ConfigError(f"max_length must be an integer >= 8, got {self.max_length!r}")
+        for name in ("encoder", "version"):
+            if not isinstance(getattr(self, name), str):
+                raise ConfigError(f"{name} must be a string, got {getattr(self, name)!r}")
+        if not isinstance(self.projection, bool):
+            raise ConfigError(f"projection must be true or false, got {self.projection!r}")
+        if self.costs is not None:
+            self._check_costs()
+
+    def _check_costs(self) -> None:
+        costs = self.costs
+        if not isinstance(costs, dict):
+            raise ConfigError(
+                f"costs must be a mapping of LLM name to dollars per call, got {costs!r}"
+            )
+        unknown = [name for name in costs if name not in self.llm_names]
+        if unknown:
+            raise ConfigError(f"costs names LLMs not in llm_names: {unknown}")
+        for name, price in costs.items():
+            number = isinstance(price, (int, float)) and not isinstance(price, bool)
+            if not number or not math.isfinite(price) or price < 0:
+                raise ConfigError(f"costs[{name!r}] must be a finite number >= 0, got {price!r}")
 
     def to_json(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self), indent=2) + "\n", encoding="utf-8")
@@ -218,7 +249,7 @@ class TrainConfig:
         if self.head_learning_rate is not None:
             _check_positive("head_learning_rate", self.head_learning_rate)
         _check_positive("weight_decay", self.weight_decay, allow_zero=True)
-        _check_positive("temperature", self.temperature)
+        _check_temperature(self.temperature)
         _check_positive("sample_sample_weight", self.sample_sample_weight, allow_zero=True)
         if not 0.0 <= self.negative_max_score <= 1.0:
             raise ConfigError(

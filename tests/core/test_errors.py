@@ -13,6 +13,7 @@ from core import (
     QueryTypeError,
     RouterDCError,
     RouterFileError,
+    RoutingError,
     UnknownLLMError,
 )
 
@@ -27,6 +28,7 @@ from core import (
         (QueryTypeError, TypeError),
         (UnknownLLMError, KeyError),
         (RouterFileError, OSError),
+        (RoutingError, RuntimeError),
     ],
 )
 def test_each_error_is_a_routerdc_error_and_the_builtin_a_caller_would_catch(

@@ -20,6 +20,7 @@ PUBLIC = {
     "RouterDCError",
     "RouterFileError",
     "RoutingData",
+    "RoutingError",
     "TrainConfig",
     "UnknownLLMError",
     "__version__",
