@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import functools
 import itertools
 import logging
 import math
@@ -234,8 +235,8 @@ class Dispatch:
         """
         for llm in self.order:
             try:
-                result = _within(self.policy.timeout, llm, lambda llm=llm: attempt(llm))
-            except (*self.policy.exceptions_to_handle, LLMTimeoutError) as err:
+                result = _within(self.policy.timeout, llm, functools.partial(attempt, llm))
+            except self._handled() as err:
                 self._failed(llm, err)
                 continue
             self.answered_by = llm
@@ -247,7 +248,7 @@ class Dispatch:
         for llm in self.order:
             try:
                 result = await _awithin(self.policy.timeout, llm, attempt(llm))
-            except (*self.policy.exceptions_to_handle, LLMTimeoutError) as err:
+            except self._handled() as err:
                 self._failed(llm, err)
                 continue
             self.answered_by = llm
@@ -265,8 +266,10 @@ class Dispatch:
         """
         for llm in self.order:
             try:
-                stream, first = _within(self.policy.timeout, llm, lambda llm=llm: _open(start, llm))
-            except (*self.policy.exceptions_to_handle, LLMTimeoutError) as err:
+                stream, first = _within(
+                    self.policy.timeout, llm, functools.partial(_open, start, llm)
+                )
+            except self._handled() as err:
                 self._failed(llm, err)
                 continue
             self.answered_by = llm
@@ -280,7 +283,7 @@ class Dispatch:
             try:
                 stream = start(llm)
                 first = await _awithin(self.policy.timeout, llm, _anext_or_empty(stream))
-            except (*self.policy.exceptions_to_handle, LLMTimeoutError) as err:
+            except self._handled() as err:
                 if stream is not None:
                     await _aclose(stream)
                 self._failed(llm, err)
@@ -288,6 +291,9 @@ class Dispatch:
             self.answered_by = llm
             return _prepend(first, stream)
         raise self._all_failed()
+
+    def _handled(self) -> tuple[type[BaseException], ...]:
+        return (*self.policy.exceptions_to_handle, LLMTimeoutError)
 
     def _failed(self, llm: str, err: BaseException) -> None:
         self.failures[llm] = err
@@ -353,7 +359,7 @@ def _within(timeout: float | None, llm: str, fn: Callable[[], T]) -> T:
     ok, value = outcome[0]
     if not ok:
         raise value
-    return value  # type: ignore[no-any-return]
+    return value
 
 
 async def _awithin(timeout: float | None, llm: str, awaitable: Awaitable[T]) -> T:
