@@ -413,7 +413,9 @@ def test_decision_is_recorded_as_run_metadata_and_as_a_child_run(
 def test_stream_records_the_decision_too(router: RunnableRouter) -> None:
     recorder = Recorder()
     list(router.stream(CHAT, config={"callbacks": [recorder]}))
-    assert recorder.runs[recorder.id_of("RunnableRouter")]["metadata"]["routerdc_chosen"] == "chat-llm"
+    assert (
+        recorder.runs[recorder.id_of("RunnableRouter")]["metadata"]["routerdc_chosen"] == "chat-llm"
+    )
     assert recorder.named("RouterDC")[0]["outputs"]["routerdc_answered_by"] == "chat-llm"
 
 
