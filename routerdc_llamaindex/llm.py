@@ -70,6 +70,10 @@ class RouterDCLLM(FunctionCallingLLM):
     the router. When the chosen LLM raises or times out (for a stream: before its first chunk),
     the call goes to the next-ranked one, up to ``max_fallbacks``.
 
+    One call is one LLM event: the candidate that answers reports it to its own callback
+    manager (this class adds no event of its own), so token counters count each call once,
+    under the real model; give the candidates the callback manager you want them to report to.
+
     Each response (and each streamed chunk) carries the decision record in
     ``additional_kwargs`` (``routerdc_chosen``, ``routerdc_answered_by``,
     ``routerdc_probability``, ``routerdc_probabilities``, ``routerdc_ranking``,

@@ -94,7 +94,7 @@ def test_a_hung_llm_times_out_and_the_next_one_answers() -> None:
 
     def attempt(llm: str) -> str:
         if llm == "a":
-            release.wait()  # hangs until the test ends
+            release.wait(30)  # hangs until the test ends
         return llm
 
     dispatch = Dispatch(DECISION, FallbackPolicy(timeout=0.05))
@@ -110,7 +110,7 @@ def test_a_timeout_falls_back_even_when_timeouts_are_not_listed() -> None:
 
     def attempt(llm: str) -> str:
         if llm == "a":
-            release.wait()
+            release.wait(30)
         return llm
 
     policy = FallbackPolicy(timeout=0.05, exceptions_to_handle=(ConnectionError,))
@@ -178,7 +178,7 @@ def test_stream_timeout_bounds_the_first_chunk() -> None:
 
     def start(llm: str) -> Iterator[str]:
         if llm == "a":
-            release.wait()
+            release.wait(30)
         yield from (f"{llm}1", f"{llm}2")
 
     try:

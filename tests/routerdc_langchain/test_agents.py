@@ -89,11 +89,11 @@ class Hanging(StreamingFakeModel):
     release: Any = None
 
     def _generate(self, *args: Any, **kwargs: Any) -> ChatResult:
-        self.release.wait()
+        self.release.wait(30)
         raise ConnectionError("gave up")
 
     def _stream(self, *args: Any, **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        self.release.wait()
+        self.release.wait(30)
         raise ConnectionError("gave up")
 
 

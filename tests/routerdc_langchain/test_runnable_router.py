@@ -524,3 +524,50 @@ def test_bad_settings_fail_at_construction(tiny_router: core.Router) -> None:
         RunnableRouter(router=tiny_router, runnables=fake_models(), max_fallbacks=-1)
     with pytest.raises(ValidationError, match="cost_wieght"):
         RunnableRouter(router=tiny_router, runnables=fake_models(), cost_wieght=0.5)
+
+
+# ---------------------------------------------------------------------- timeouts and types
+
+
+def test_a_hung_runnable_times_out_and_the_next_one_answers(tiny_router: core.Router) -> None:
+    release = threading.Event()
+    ranking = tiny_router.route(MATH).ranking
+    runnables = fake_models()
+
+    def hang(_: Any) -> Any:
+        release.wait(30)
+        raise RuntimeError("gave up")
+
+    runnables[ranking[0]] = RunnableLambda(hang)
+    router = RunnableRouter(router=tiny_router, runnables=runnables, timeout=0.2)
+    try:
+        reply = router.invoke(MATH)
+        streamed = "".join(str(c.content) for c in router.stream(MATH))
+    finally:
+        release.set()
+    assert reply.content == streamed == answer(ranking[1])
+
+
+async def test_a_hung_runnable_times_out_in_async_calls_too(tiny_router: core.Router) -> None:
+    ranking = tiny_router.route(CODE).ranking
+    runnables = fake_models()
+
+    async def hang(_: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    runnables[ranking[0]] = RunnableLambda(hang)
+    router = RunnableRouter(router=tiny_router, runnables=runnables, timeout=0.2)
+    assert (await router.ainvoke(CODE)).content == answer(ranking[1])
+
+
+def test_output_type_is_the_runnables_when_they_agree(tiny_router: core.Router) -> None:
+    models = fake_models()
+    typed = RunnableRouter(router=tiny_router, runnables=models)
+    assert typed.OutputType == next(iter(models.values())).OutputType
+    mixed = {**models, "chat-llm": RunnableLambda(lambda _: "text")}
+    assert RunnableRouter(router=tiny_router, runnables=mixed).OutputType is Any
+
+
+def test_timeout_must_be_positive(tiny_router: core.Router) -> None:
+    with pytest.raises(ValidationError, match="timeout"):
+        RunnableRouter(router=tiny_router, runnables=fake_models(), timeout=0)

@@ -63,7 +63,7 @@ def hanging_llm(release: threading.Event) -> MockLLM:
 
     class Hanging(MockLLM):
         def complete(self, prompt: str, formatted: bool = False, **kw: Any) -> CompletionResponse:
-            release.wait()
+            release.wait(30)
             raise ConnectionError("gave up")
 
     return Hanging()
@@ -247,3 +247,22 @@ def test_selector_maps_data_source_names_to_the_routers_llms(
     result = selector.select(choices, QueryBundle(queries["code-llm"]))
     assert result.ind == 1
     assert isinstance(choices[0], _ToolMetadata)
+
+
+# ---------------------------------------------------------------------- callbacks
+
+
+def test_one_call_is_one_llm_event_for_callback_handlers(
+    tiny_router: core.Router, queries: dict[str, str]
+) -> None:
+    from llama_index.core.callbacks import CallbackManager, TokenCountingHandler
+
+    counter = TokenCountingHandler()
+    manager = CallbackManager([counter])
+    llms = {n: MockLLM(max_tokens=2, callback_manager=manager) for n in fc_llms()}
+    llm = RouterDCLLM(router=tiny_router, llms=llms, callback_manager=manager)
+    llm.complete(queries["code-llm"])
+    llm.complete(queries["math-llm"])
+    # (A chat call on MockLLM would count twice whatever the router does: LlamaIndex's
+    # CustomLLM answers a chat through its own complete, and both report.)
+    assert len(counter.llm_token_counts) == 2
