@@ -293,3 +293,26 @@ def test_decision_model_names_choices_it_cannot_map(tiny_router: core.Router) ->
     question = Choice(instructions="pick", criteria={"fast": "x", "math-llm": "y"})
     with pytest.raises(KeyError, match="fast"):
         classifier.invoke({"state": MATH, "questions": {"route": question}})
+
+
+async def test_chat_router_in_an_agent_streams_each_token_once_async(
+    tiny_router: core.Router,
+) -> None:
+    agent = create_agent(model=ChatRouterDC(router=tiny_router, models=fakes()))
+    pieces = [
+        chunk.content
+        async for chunk, _ in agent.astream(
+            {"messages": [HumanMessage(CODE)]}, stream_mode="messages"
+        )
+        if isinstance(chunk, AIMessageChunk) and isinstance(chunk.content, str)
+    ]
+    assert "".join(pieces) == "[code-llm] the sum is 5"
+
+
+def test_middleware_routes_on_what_query_from_returns(tiny_router: core.Router) -> None:
+    middleware = RouterDCMiddleware(
+        router=tiny_router, models=fakes(), query_from=lambda messages: CHAT
+    )
+    agent = create_agent(model=StreamingFakeModel(name_="default"), middleware=[middleware])
+    result = agent.invoke({"messages": [HumanMessage(MATH)]})
+    assert result["routerdc"]["routerdc_answered_by"] == "chat-llm"
