@@ -19,10 +19,12 @@ TOPICS = {
 def toy_router() -> core.Router:
     """Train and return the toy router (a few seconds on a CPU)."""
     import torch
+    import transformers
     from transformers import BertConfig, BertModel
 
     from core.encoder import load_tokenizer, resolve_encoder
 
+    transformers.utils.logging.disable_progress_bar()  # quiet saving and loading the toy encoder
     folder = tempfile.mkdtemp(prefix="routerdc-toy-encoder-")
     tokenizer = load_tokenizer(resolve_encoder(None))
     config = BertConfig(
