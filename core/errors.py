@@ -59,3 +59,7 @@ class AllLLMsFailedError(RouterDCError, RuntimeError):
         self.errors = dict(errors)
         tried = "\n".join(f"  {llm}: {type(e).__name__}: {e}" for llm, e in self.errors.items())
         super().__init__(f"all {len(self.errors)} LLMs tried failed:\n{tried}")
+
+
+class LLMTimeoutError(RouterDCError, TimeoutError):
+    """An LLM did not answer (or, for a stream, send its first chunk) within its timeout."""

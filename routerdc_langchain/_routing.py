@@ -1,31 +1,21 @@
-"""What RunnableRouter and ChatRouterDC share: the text to route on, the routing options, the
-fallback loop, and the record of a decision that callbacks and response metadata carry.
+"""What the LangChain classes share: the text to route on, the candidates, and routing many
+inputs at once. The fallback loop, the options and the decision record are ``core.dispatch``'s.
 
 Nothing here keeps state between calls: a decision lives in the call that made it.
 """
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections.abc import (
-    AsyncIterator,
-    Awaitable,
-    Callable,
-    Iterable,
-    Iterator,
-    Mapping,
-    Sequence,
-)
-from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Literal
 
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompt_values import PromptValue
 
-from core import Decision, Router
+from core import BaseRouter
+from core.dispatch import Dispatch, FallbackPolicy, RoutingOptions
 from core.errors import (
-    AllLLMsFailedError,
     ConfigError,
     QueryError,
     QueryTypeError,
@@ -34,12 +24,8 @@ from core.errors import (
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
-
 QueryFrom = Callable[[list[BaseMessage]], str]
 Unmatched = Literal["error", "exclude"]
-# Keys of ``config["configurable"]`` that RunnableRouter reads per call.
-ROUTING_OPTIONS = ("cost_weight", "costs", "allowed", "exclude")
 
 
 # ---------------------------------------------------------------------- the text to route on
@@ -127,7 +113,9 @@ def query_of(value: object, query_from: QueryFrom | None) -> str:
 # ---------------------------------------------------------------------- candidates and options
 
 
-def usable_llms(router: Router, names: Iterable[str], unmatched: Unmatched, what: str) -> list[str]:
+def usable_llms(
+    router: BaseRouter, names: Iterable[str], unmatched: Unmatched, what: str
+) -> list[str]:
     """Router LLMs that have a runnable, in the router's order; mismatches raise unless excluded."""
     known = router.llm_names
     given = list(names)
@@ -153,66 +141,22 @@ def usable_llms(router: Router, names: Iterable[str], unmatched: Unmatched, what
     return usable
 
 
-@dataclass(frozen=True)
-class RoutingOptions:
-    """The options of ``Router.route``, as set on an adapter or for one call."""
-
-    cost_weight: float = 0.0
-    costs: Mapping[str, float] | None = None
-    allowed: Sequence[str] | None = None
-    exclude: Sequence[str] | None = None
-
-    def overridden_by(self, configurable: Mapping[str, Any]) -> RoutingOptions:
-        """These options with those set (not None) in ``config["configurable"]`` replacing them."""
-        given = {k: configurable[k] for k in ROUTING_OPTIONS if configurable.get(k) is not None}
-        return RoutingOptions(**{**self.__dict__, **given})
-
-    def group_key(self) -> str:
-        """Equal for options that route the same way, so their queries share an encoder pass."""
-        costs = (
-            sorted(self.costs.items(), key=repr) if isinstance(self.costs, Mapping) else self.costs
-        )
-        return repr((self.cost_weight, costs, self.allowed, self.exclude))
-
-    def route_kwargs(self, router: Router, usable: Sequence[str]) -> dict[str, Any]:
-        """Keyword arguments of ``Router.route_batch``; LLMs with nothing to call are excluded."""
-        no_runnable = [n for n in router.llm_names if n not in usable]
-        exclude = self.exclude
-        if no_runnable and not isinstance(exclude, str):  # a string is left for core to reject
-            exclude = [*(exclude or ()), *no_runnable]
-        return {
-            "cost_weight": self.cost_weight,
-            "costs": self.costs,
-            "allowed": self.allowed,
-            "exclude": exclude,
-        }
-
-
-@dataclass(frozen=True)
-class Routed:
-    """One call's routing: the text routed on and the router's decision."""
-
-    query: str
-    decision: Decision
-
-    def order(self, max_fallbacks: int) -> list[str]:
-        """The LLMs to try, best first: the chosen one, then up to ``max_fallbacks`` more."""
-        return self.decision.ranking[: 1 + max_fallbacks]
-
-
 def route_many(
-    router: Router,
+    router: BaseRouter,
     values: Sequence[object],
     options: Sequence[RoutingOptions],
     query_from: QueryFrom | None,
     usable: Sequence[str],
-) -> list[Routed | Exception]:
+    policy: FallbackPolicy,
+) -> list[Dispatch | Exception]:
     """Route each value; one ``route_batch`` (one encoder pass) per distinct set of options.
+
+    Each routed value gets its own :class:`core.dispatch.Dispatch`, ready to call the LLMs.
 
     A value that cannot be routed gets its error in its place, so one bad input in a batch
     fails only its own call.
     """
-    results: list[Routed | Exception | None] = [None] * len(values)
+    results: list[Dispatch | Exception | None] = [None] * len(values)
     queries: dict[int, str] = {}
     for i, value in enumerate(values):
         try:
@@ -225,129 +169,13 @@ def route_many(
     for rows in groups.values():
         try:
             decisions = router.route_batch(
-                [queries[i] for i in rows], **options[rows[0]].route_kwargs(router, usable)
+                [queries[i] for i in rows],
+                **options[rows[0]].route_kwargs(router.llm_names, usable),
             )
         except Exception as err:  # bad options fail the calls that set them
             for i in rows:
                 results[i] = err
             continue
         for i, decision in zip(rows, decisions, strict=True):
-            results[i] = Routed(queries[i], decision)
+            results[i] = Dispatch(decision, policy, query=queries[i])
     return [r if r is not None else QueryError("not routed") for r in results]
-
-
-# ---------------------------------------------------------------------- records
-
-
-def decision_metadata(decision: Decision) -> dict[str, Any]:
-    """Run metadata known when the run starts: the chosen LLM, its probability, the ranking."""
-    return {
-        "routerdc_llm": decision.llm,
-        "routerdc_probability": decision.probability,
-        "routerdc_ranking": list(decision.ranking),
-    }
-
-
-def decision_record(
-    decision: Decision, answered_by: str | None, errors: Mapping[str, BaseException]
-) -> dict[str, Any]:
-    """The whole decision of one call, fallbacks included, as plain JSON-friendly values."""
-    return {
-        "llm": decision.llm,
-        "probability": decision.probability,
-        "ranking": list(decision.ranking),
-        "probabilities": dict(decision.probabilities),
-        "answered_by": answered_by,
-        "fallbacks": [
-            {"llm": llm, "error": f"{type(err).__name__}: {err}"} for llm, err in errors.items()
-        ],
-    }
-
-
-# ---------------------------------------------------------------------- fallbacks
-
-
-def _note_failure(llm: str, err: BaseException, errors: dict[str, BaseException]) -> None:
-    errors[llm] = err
-    logger.warning("%s failed (%s: %s); trying the next LLM", llm, type(err).__name__, err)
-
-
-def call_in_order(
-    order: Sequence[str],
-    call: Callable[[str], T],
-    handled: tuple[type[BaseException], ...],
-    errors: dict[str, BaseException],
-) -> tuple[T, str]:
-    """The first successful ``call(llm)`` and its LLM; failures are added to ``errors``."""
-    for llm in order:
-        try:
-            return call(llm), llm
-        except handled as err:
-            _note_failure(llm, err, errors)
-    raise AllLLMsFailedError(errors) from errors[order[-1]]
-
-
-async def acall_in_order(
-    order: Sequence[str],
-    call: Callable[[str], Awaitable[T]],
-    handled: tuple[type[BaseException], ...],
-    errors: dict[str, BaseException],
-) -> tuple[T, str]:
-    """Async :func:`call_in_order`."""
-    for llm in order:
-        try:
-            return await call(llm), llm
-        except handled as err:
-            _note_failure(llm, err, errors)
-    raise AllLLMsFailedError(errors) from errors[order[-1]]
-
-
-def open_in_order(
-    order: Sequence[str],
-    start: Callable[[str], Iterator[T]],
-    handled: tuple[type[BaseException], ...],
-    errors: dict[str, BaseException],
-) -> tuple[str, Iterator[T]]:
-    """The first LLM whose stream yields a first chunk, and that whole stream.
-
-    Falling back is possible only until a chunk has gone out; an error after it propagates.
-    """
-    for llm in order:
-        try:
-            stream = start(llm)
-            first = next(stream)
-        except StopIteration:
-            return llm, iter(())
-        except handled as err:
-            _note_failure(llm, err, errors)
-            continue
-        return llm, itertools.chain([first], stream)
-    raise AllLLMsFailedError(errors) from errors[order[-1]]
-
-
-async def aopen_in_order(
-    order: Sequence[str],
-    start: Callable[[str], AsyncIterator[T]],
-    handled: tuple[type[BaseException], ...],
-    errors: dict[str, BaseException],
-) -> tuple[str, AsyncIterator[T]]:
-    """Async :func:`open_in_order`."""
-    for llm in order:
-        try:
-            stream = start(llm)
-            first = await stream.__anext__()
-        except StopAsyncIteration:
-            return llm, _aprepend([], None)
-        except handled as err:
-            _note_failure(llm, err, errors)
-            continue
-        return llm, _aprepend([first], stream)
-    raise AllLLMsFailedError(errors) from errors[order[-1]]
-
-
-async def _aprepend(head: list[T], rest: AsyncIterator[T] | None) -> AsyncIterator[T]:
-    for item in head:
-        yield item
-    if rest is not None:
-        async for item in rest:
-            yield item

@@ -3,9 +3,9 @@ a RouterDC router picks for it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import partial
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from langchain_core.callbacks import (
     AsyncCallbackManagerForChainRun,
@@ -28,24 +28,14 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.utils import gather_with_concurrency, get_unique_config_specs
 from pydantic import ConfigDict, Field
 
-from core import Router
-from routerdc_langchain._routing import (
-    QueryFrom,
-    Routed,
-    RoutingOptions,
-    Unmatched,
-    acall_in_order,
-    aopen_in_order,
-    call_in_order,
-    decision_metadata,
-    decision_record,
-    open_in_order,
-    route_many,
-    usable_llms,
-)
+from core import BaseRouter
+from core.dispatch import Dispatch, FallbackPolicy, RoutingOptions
+from routerdc_langchain._routing import QueryFrom, Unmatched, route_many, usable_llms
+
+Output = TypeVar("Output")
 
 
-class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
+class RunnableRouter(RunnableSerializable[LanguageModelInput, Output], Generic[Output]):
     """Routes each input to the runnable of the LLM the router picks, falling back on errors.
 
     The input is anything a chat model accepts (a string, a list of messages, a PromptValue);
@@ -55,9 +45,12 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
     Per call, ``config={"configurable": {...}}`` may set ``cost_weight``, ``costs``,
     ``allowed`` and ``exclude`` (as in ``core.Router.route``); unset keys keep the values given
     here. The decision is recorded on each call's run, never on this object: the run's
-    metadata holds ``routerdc_llm``, ``routerdc_probability`` and ``routerdc_ranking``, and a
-    child run named ``router_name`` has the query as input and the whole decision as output
-    (``llm``, ``probability``, ``ranking``, ``probabilities``, ``answered_by``, ``fallbacks``).
+    metadata holds ``routerdc_chosen``, ``routerdc_probability`` and ``routerdc_ranking``, and
+    a child run named ``router_name`` has the query as input and the whole record
+    (:meth:`core.dispatch.Dispatch.metadata`) as output.
+
+    The output type is the runnables' own when they agree (``RunnableRouter[AIMessage]`` for
+    chat models, to a type checker and in ``output_schema``), ``Any`` otherwise.
 
     Attributes:
         router: a trained router (``core.load(...)`` or ``core.fit(...)``).
@@ -66,6 +59,8 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
         cost_weight, costs, allowed, exclude: routing options, as in ``core.Router.route``.
         max_fallbacks: how many further LLMs of the ranking to try when the chosen one raises;
             while streaming, only until the first chunk has gone out.
+        timeout: seconds each LLM has to answer (a stream: to send its first chunk) before
+            the next is tried; see :class:`core.dispatch.FallbackPolicy`.
         exceptions_to_handle: the errors that trigger a fallback.
         unmatched: ``"error"`` raises at construction when ``runnables`` and the router's LLMs
             differ; ``"exclude"`` routes only among the LLMs that both know.
@@ -80,26 +75,40 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
         >>> chain.invoke({"question": "..."}, config={"configurable": {"cost_weight": 0.3}})
     """
 
-    router: Router
-    runnables: dict[str, Runnable[Any, Any]]
+    router: BaseRouter
+    runnables: dict[str, Runnable[Any, Output]]
     query_from: QueryFrom | None = None
     cost_weight: float = 0.0
     costs: dict[str, float] | None = None
     allowed: list[str] | None = None
     exclude: list[str] | None = None
     max_fallbacks: int = Field(default=2, ge=0)
+    timeout: float | None = Field(default=None, gt=0)
     exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,)
     unmatched: Unmatched = "error"
     router_name: str = "RouterDC"
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid")
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+    def __init__(
+        self,
+        *,
+        router: BaseRouter,
+        runnables: Mapping[str, Runnable[Any, Output]],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**{"router": router, "runnables": dict(runnables), **kwargs})
         # Checked here, not in a pydantic validator, so the errors keep their own classes.
+        self._policy()
         usable = usable_llms(self.router, self.runnables, self.unmatched, "runnables")
-        route_kwargs = self._options().route_kwargs(self.router, usable)
+        route_kwargs = self._options().route_kwargs(self.router.llm_names, usable)
         self.router.candidates(allowed=route_kwargs["allowed"], exclude=route_kwargs["exclude"])
+
+    @property
+    def OutputType(self) -> Any:
+        """The runnables' output type when they all agree, else ``Any``."""
+        kinds = {r.OutputType for r in self.runnables.values()}
+        return kinds.pop() if len(kinds) == 1 else Any
 
     @property
     def config_specs(self) -> list[ConfigurableFieldSpec]:
@@ -139,26 +148,29 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
         options = RoutingOptions(self.cost_weight, self.costs, self.allowed, self.exclude)
         return options.overridden_by((config or {}).get("configurable") or {})
 
+    def _policy(self) -> FallbackPolicy:
+        return FallbackPolicy(self.max_fallbacks, self.timeout, self.exceptions_to_handle)
+
     def _route(
         self, inputs: list[LanguageModelInput], configs: list[RunnableConfig]
-    ) -> list[Routed | Exception]:
+    ) -> list[Dispatch | Exception]:
         """One encoder pass for all the inputs (per distinct set of per-call options)."""
         usable = usable_llms(self.router, self.runnables, self.unmatched, "runnables")
         options = [self._options(c) for c in configs]
-        return route_many(self.router, inputs, options, self.query_from, usable)
+        return route_many(self.router, inputs, options, self.query_from, usable, self._policy())
 
     async def _aroute(
         self, inputs: list[LanguageModelInput], configs: list[RunnableConfig]
-    ) -> list[Routed | Exception]:
+    ) -> list[Dispatch | Exception]:
         # The encoder pass is CPU or GPU work: keep it off the event loop.
         return await run_in_executor(None, self._route, inputs, configs)
 
     @staticmethod
-    def _traced(config: RunnableConfig, routed: Routed | Exception) -> RunnableConfig:
+    def _traced(config: RunnableConfig, routed: Dispatch | Exception) -> RunnableConfig:
         """The call's config with the decision in its run metadata."""
         if isinstance(routed, Exception):
             return config
-        return merge_configs(config, {"metadata": decision_metadata(routed.decision)})
+        return merge_configs(config, {"metadata": routed.start_metadata()})
 
     # ------------------------------------------------------------------ one call, routed
 
@@ -168,26 +180,18 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
         run_manager: CallbackManagerForChainRun,
         config: RunnableConfig,
         *,
-        routed: Routed | Exception,
+        routed: Dispatch | Exception,
         call_kwargs: dict[str, Any],
-    ) -> Any:
+    ) -> Output:
         if isinstance(routed, Exception):
             raise routed
         decision_run = run_manager.get_child().on_chain_start(
             None, {"query": routed.query}, name=self.router_name
         )
-        errors: dict[str, BaseException] = {}
-        answered_by = None
         try:
-            output, answered_by = call_in_order(
-                routed.order(self.max_fallbacks),
-                lambda llm: self.runnables[llm].invoke(input, config, **call_kwargs),
-                self.exceptions_to_handle,
-                errors,
-            )
-            return output
+            return routed.call(lambda llm: self.runnables[llm].invoke(input, config, **call_kwargs))
         finally:
-            decision_run.on_chain_end(decision_record(routed.decision, answered_by, errors))
+            decision_run.on_chain_end(routed.metadata())
 
     async def _ainvoke_routed(
         self,
@@ -195,26 +199,20 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
         *,
-        routed: Routed | Exception,
+        routed: Dispatch | Exception,
         call_kwargs: dict[str, Any],
-    ) -> Any:
+    ) -> Output:
         if isinstance(routed, Exception):
             raise routed
         decision_run = await run_manager.get_child().on_chain_start(
             None, {"query": routed.query}, name=self.router_name
         )
-        errors: dict[str, BaseException] = {}
-        answered_by = None
         try:
-            output, answered_by = await acall_in_order(
-                routed.order(self.max_fallbacks),
-                lambda llm: self.runnables[llm].ainvoke(input, config, **call_kwargs),
-                self.exceptions_to_handle,
-                errors,
+            return await routed.acall(
+                lambda llm: self.runnables[llm].ainvoke(input, config, **call_kwargs)
             )
-            return output
         finally:
-            await decision_run.on_chain_end(decision_record(routed.decision, answered_by, errors))
+            await decision_run.on_chain_end(routed.metadata())
 
     def _stream_routed(
         self,
@@ -222,27 +220,21 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
         run_manager: CallbackManagerForChainRun,
         config: RunnableConfig,
         *,
-        routed: Routed | Exception,
+        routed: Dispatch | Exception,
         call_kwargs: dict[str, Any],
-    ) -> Iterator[Any]:
+    ) -> Iterator[Output]:
         input = next(inputs)
         if isinstance(routed, Exception):
             raise routed
         decision_run = run_manager.get_child().on_chain_start(
             None, {"query": routed.query}, name=self.router_name
         )
-        errors: dict[str, BaseException] = {}
-        answered_by = None
         try:
-            answered_by, stream = open_in_order(
-                routed.order(self.max_fallbacks),
-                lambda llm: iter(self.runnables[llm].stream(input, config, **call_kwargs)),
-                self.exceptions_to_handle,
-                errors,
+            yield from routed.stream(
+                lambda llm: iter(self.runnables[llm].stream(input, config, **call_kwargs))
             )
-            yield from stream
         finally:
-            decision_run.on_chain_end(decision_record(routed.decision, answered_by, errors))
+            decision_run.on_chain_end(routed.metadata())
 
     async def _astream_routed(
         self,
@@ -250,34 +242,29 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
         run_manager: AsyncCallbackManagerForChainRun,
         config: RunnableConfig,
         *,
-        routed: Routed | Exception,
+        routed: Dispatch | Exception,
         call_kwargs: dict[str, Any],
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[Output]:
         input = await inputs.__anext__()
         if isinstance(routed, Exception):
             raise routed
         decision_run = await run_manager.get_child().on_chain_start(
             None, {"query": routed.query}, name=self.router_name
         )
-        errors: dict[str, BaseException] = {}
-        answered_by = None
         try:
-            answered_by, stream = await aopen_in_order(
-                routed.order(self.max_fallbacks),
-                lambda llm: aiter(self.runnables[llm].astream(input, config, **call_kwargs)),
-                self.exceptions_to_handle,
-                errors,
+            stream = await routed.astream(
+                lambda llm: aiter(self.runnables[llm].astream(input, config, **call_kwargs))
             )
             async for chunk in stream:
                 yield chunk
         finally:
-            await decision_run.on_chain_end(decision_record(routed.decision, answered_by, errors))
+            await decision_run.on_chain_end(routed.metadata())
 
     # ------------------------------------------------------------------ the Runnable interface
 
     def invoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
+    ) -> Output:
         config = ensure_config(config)
         (routed,) = self._route([input], [config])
         func = partial(self._invoke_routed, routed=routed, call_kwargs=kwargs)
@@ -285,7 +272,7 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
 
     async def ainvoke(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Any:
+    ) -> Output:
         config = ensure_config(config)
         (routed,) = await self._aroute([input], [config])
         func = partial(self._ainvoke_routed, routed=routed, call_kwargs=kwargs)
@@ -362,7 +349,7 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
 
     def stream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> Iterator[Any]:
+    ) -> Iterator[Output]:
         """Stream the chosen runnable's chunks as they come."""
         config = ensure_config(config)
         (routed,) = self._route([input], [config])
@@ -373,7 +360,7 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
 
     async def astream(
         self, input: LanguageModelInput, config: RunnableConfig | None = None, **kwargs: Any
-    ) -> AsyncIterator[Any]:
+    ) -> AsyncIterator[Output]:
         """Async :meth:`stream`."""
         config = ensure_config(config)
         (routed,) = await self._aroute([input], [config])

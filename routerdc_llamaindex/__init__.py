@@ -14,7 +14,11 @@ Example:
 
 from __future__ import annotations
 
-from routerdc_llamaindex.llm import RouterDCLLM
-from routerdc_llamaindex.selector import RouterDCSelector, RouterDCSelectorResult
+from routerdc_llamaindex._shadow import check_core_is_ours
+
+check_core_is_ours()
+
+from routerdc_llamaindex.llm import RouterDCLLM  # noqa: E402
+from routerdc_llamaindex.selector import RouterDCSelector, RouterDCSelectorResult  # noqa: E402
 
 __all__ = ["RouterDCLLM", "RouterDCSelector", "RouterDCSelectorResult"]

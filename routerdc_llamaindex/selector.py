@@ -12,7 +12,8 @@ from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.schema import QueryBundle
 from llama_index.core.tools.types import ToolMetadata
 
-import core
+from core import BaseRouter
+from core.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +34,11 @@ class RouterDCSelector(BaseSelector):
     """Select among query engines or retrievers, one per LLM, with a trained RouterDC router.
 
     A choice is matched to the router's LLMs by ``ToolMetadata.name`` (for a plain string
-    choice: the string). Choices the router does not know are never selected; when it knows
-    none of them, :class:`core.ConfigError` (a ``ValueError``) lists both sets of names.
+    choice: the string), through ``choice_to_llm`` when given: a router whose "LLMs" are data
+    sources or query engines (trained on which source answered each query best) selects
+    among tools named after them, e.g. ``choice_to_llm={"math_docs": "math", ...}``. Choices
+    the router does not know are never selected; when it knows none of them,
+    :class:`core.ConfigError` (a ``ValueError``) lists both sets of names.
 
     Args:
         router: a trained router (``core.load(...)`` or ``core.fit(...)``).
@@ -43,6 +47,7 @@ class RouterDCSelector(BaseSelector):
         cost_weight: trade quality for price, as in :meth:`core.Router.route`.
         costs: dollars per call of each LLM; defaults to the prices seen in training.
         allowed: select only among choices naming these LLMs.
+        choice_to_llm: the router's LLM name for each choice name that is not itself one.
 
     Example:
         >>> engine = RouterQueryEngine(
@@ -62,18 +67,22 @@ class RouterDCSelector(BaseSelector):
 
     def __init__(
         self,
-        router: core.Router,
+        router: BaseRouter,
         *,
         max_outputs: int = 1,
         cost_weight: float = 0.0,
         costs: Mapping[str, float] | None = None,
         allowed: Sequence[str] | None = None,
+        choice_to_llm: Mapping[str, str] | None = None,
     ) -> None:
-        if not isinstance(router, core.Router):
-            raise TypeError(f"router: expected a core.Router, got {type(router).__name__}")
+        if not isinstance(router, BaseRouter):
+            raise TypeError(f"router: expected a core.BaseRouter, got {type(router).__name__}")
         if isinstance(max_outputs, bool) or not isinstance(max_outputs, int) or max_outputs < 1:
-            raise core.ConfigError(f"max_outputs must be an integer >= 1, got {max_outputs!r}")
+            raise ConfigError(f"max_outputs must be an integer >= 1, got {max_outputs!r}")
         router.candidates(allowed=allowed)  # raises on unknown names, before the first query
+        mapped = dict(choice_to_llm or {})
+        router.candidates(allowed=list(mapped.values()) or None)  # the same for the mapping
+        self.choice_to_llm = mapped
         self.router = router
         self.max_outputs = max_outputs
         self.cost_weight = cost_weight
@@ -120,19 +129,21 @@ class RouterDCSelector(BaseSelector):
         """Choice index of each LLM the router may pick among ``choices``."""
         offered = [choice.name or choice.description for choice in choices]
         known: dict[str, int] = {}
-        for i, name in enumerate(offered):
+        for i, choice_name in enumerate(offered):
+            name = self.choice_to_llm.get(choice_name, choice_name)
             if name not in self.router.llm_names:
                 continue
             if name in known:
-                raise core.ConfigError(f"choices {known[name]} and {i} are both named {name!r}")
+                raise ConfigError(f"choices {known[name]} and {i} both stand for the LLM {name!r}")
             known[name] = i
         index_of = {
             name: i for name, i in known.items() if self.allowed is None or name in self.allowed
         }
         if not index_of:
             limit = f" (allowed: {self.allowed})" if self.allowed is not None else ""
-            raise core.ConfigError(
+            raise ConfigError(
                 f"no choice names an LLM the router can pick{limit}: the choices are named "
-                f"{offered}; the router knows {self.router.llm_names}"
+                f"{offered}; the router knows {self.router.llm_names} (map choice names to "
+                "the router's with choice_to_llm={choice: llm})"
             )
         return index_of

@@ -106,11 +106,11 @@ def test_response_metadata_names_the_llm_that_answered(
     model: ChatRouterDC, tiny_router: core.Router
 ) -> None:
     result = model.invoke([HumanMessage(CODE)])
-    record = result.response_metadata["routerdc"]
-    assert record["answered_by"] == "code-llm"
-    assert record["llm"] == "code-llm"
-    assert record["ranking"] == tiny_router.route(CODE).ranking
-    assert record["fallbacks"] == []
+    record = result.response_metadata
+    assert record["routerdc_answered_by"] == "code-llm"
+    assert record["routerdc_chosen"] == "code-llm"
+    assert record["routerdc_ranking"] == tiny_router.route(CODE).ranking
+    assert record["routerdc_fallbacks"] == []
     assert result.response_metadata["model_name"] == "code-llm"
 
 
@@ -128,7 +128,7 @@ def test_stream_passes_the_chosen_models_tokens_through(model: ChatRouterDC) -> 
     chunks = list(model.stream(CHAT))
     texts = [c.content for c in chunks if c.content]
     assert texts == ["once", " ", "upon", " ", "a", " ", "time"]
-    assert chunks[0].response_metadata["routerdc"]["answered_by"] == "chat-llm"
+    assert chunks[0].response_metadata["routerdc_answered_by"] == "chat-llm"
     full = chunks[0]
     for chunk in chunks[1:]:
         full += chunk
@@ -148,7 +148,7 @@ def test_falls_back_to_the_next_llm_in_the_ranking(tiny_router: core.Router) -> 
     models[ranking[0]] = Failing()
     result = ChatRouterDC(router=tiny_router, models=models).invoke(MATH)
     assert result.content == ranking[1]
-    assert result.response_metadata["routerdc"]["fallbacks"] == [
+    assert result.response_metadata["routerdc_fallbacks"] == [
         {"llm": ranking[0], "error": "ConnectionError: provider is down"}
     ]
 

@@ -266,8 +266,8 @@ def test_falls_back_to_the_next_llm_in_the_ranking_when_the_chosen_one_raises(
     router = RunnableRouter(router=tiny_router, runnables=runnables)
     assert router.invoke(MATH, config={"callbacks": [recorder]}) == ranking[1]
     (decision,) = recorder.named("RouterDC")
-    assert decision["outputs"]["answered_by"] == ranking[1]
-    assert decision["outputs"]["fallbacks"] == [
+    assert decision["outputs"]["routerdc_answered_by"] == ranking[1]
+    assert decision["outputs"]["routerdc_fallbacks"] == [
         {"llm": ranking[0], "error": "RuntimeError: rate limited"}
     ]
 
@@ -395,17 +395,17 @@ def test_decision_is_recorded_as_run_metadata_and_as_a_child_run(
 
     parent_id = recorder.id_of("RunnableRouter")
     metadata = recorder.runs[parent_id]["metadata"]
-    assert metadata["routerdc_llm"] == "code-llm"
+    assert metadata["routerdc_chosen"] == "code-llm"
     assert metadata["routerdc_probability"] == pytest.approx(decision.probability)
     assert metadata["routerdc_ranking"] == decision.ranking
 
     (child,) = recorder.named("RouterDC")
     assert child["parent"] == parent_id
     assert child["inputs"] == {"query": CODE}
-    assert child["outputs"]["llm"] == "code-llm"
-    assert child["outputs"]["answered_by"] == "code-llm"
-    assert child["outputs"]["ranking"] == decision.ranking
-    assert child["outputs"]["fallbacks"] == []
+    assert child["outputs"]["routerdc_chosen"] == "code-llm"
+    assert child["outputs"]["routerdc_answered_by"] == "code-llm"
+    assert child["outputs"]["routerdc_ranking"] == decision.ranking
+    assert child["outputs"]["routerdc_fallbacks"] == []
     (model_run,) = [run for run in recorder.runs.values() if run["kind"] == "llm"]
     assert model_run["parent"] == parent_id
 
@@ -413,8 +413,10 @@ def test_decision_is_recorded_as_run_metadata_and_as_a_child_run(
 def test_stream_records_the_decision_too(router: RunnableRouter) -> None:
     recorder = Recorder()
     list(router.stream(CHAT, config={"callbacks": [recorder]}))
-    assert recorder.runs[recorder.id_of("RunnableRouter")]["metadata"]["routerdc_llm"] == "chat-llm"
-    assert recorder.named("RouterDC")[0]["outputs"]["answered_by"] == "chat-llm"
+    assert (
+        recorder.runs[recorder.id_of("RunnableRouter")]["metadata"]["routerdc_chosen"] == "chat-llm"
+    )
+    assert recorder.named("RouterDC")[0]["outputs"]["routerdc_answered_by"] == "chat-llm"
 
 
 def test_routing_leaves_the_object_unchanged(router: RunnableRouter) -> None:
@@ -443,7 +445,7 @@ async def test_100_concurrent_ainvoke_give_the_same_decisions_as_serial_calls(
     )
     assert [o.content for o in outputs] == serial
     recorded = {
-        run["metadata"]["row"]: run["metadata"]["routerdc_llm"]
+        run["metadata"]["row"]: run["metadata"]["routerdc_chosen"]
         for run in recorder.named("RunnableRouter")
     }
     assert [recorded[i] for i in range(100)] == serial
@@ -522,3 +524,50 @@ def test_bad_settings_fail_at_construction(tiny_router: core.Router) -> None:
         RunnableRouter(router=tiny_router, runnables=fake_models(), max_fallbacks=-1)
     with pytest.raises(ValidationError, match="cost_wieght"):
         RunnableRouter(router=tiny_router, runnables=fake_models(), cost_wieght=0.5)
+
+
+# ---------------------------------------------------------------------- timeouts and types
+
+
+def test_a_hung_runnable_times_out_and_the_next_one_answers(tiny_router: core.Router) -> None:
+    release = threading.Event()
+    ranking = tiny_router.route(MATH).ranking
+    runnables = fake_models()
+
+    def hang(_: Any) -> Any:
+        release.wait(30)
+        raise RuntimeError("gave up")
+
+    runnables[ranking[0]] = RunnableLambda(hang)
+    router = RunnableRouter(router=tiny_router, runnables=runnables, timeout=0.2)
+    try:
+        reply = router.invoke(MATH)
+        streamed = "".join(str(c.content) for c in router.stream(MATH))
+    finally:
+        release.set()
+    assert reply.content == streamed == answer(ranking[1])
+
+
+async def test_a_hung_runnable_times_out_in_async_calls_too(tiny_router: core.Router) -> None:
+    ranking = tiny_router.route(CODE).ranking
+    runnables = fake_models()
+
+    async def hang(_: Any) -> Any:
+        await asyncio.sleep(3600)
+
+    runnables[ranking[0]] = RunnableLambda(hang)
+    router = RunnableRouter(router=tiny_router, runnables=runnables, timeout=0.2)
+    assert (await router.ainvoke(CODE)).content == answer(ranking[1])
+
+
+def test_output_type_is_the_runnables_when_they_agree(tiny_router: core.Router) -> None:
+    models = fake_models()
+    typed = RunnableRouter(router=tiny_router, runnables=models)
+    assert typed.OutputType == next(iter(models.values())).OutputType
+    mixed = {**models, "chat-llm": RunnableLambda(lambda _: "text")}
+    assert RunnableRouter(router=tiny_router, runnables=mixed).OutputType is Any
+
+
+def test_timeout_must_be_positive(tiny_router: core.Router) -> None:
+    with pytest.raises(ValidationError, match="timeout"):
+        RunnableRouter(router=tiny_router, runnables=fake_models(), timeout=0)

@@ -17,7 +17,9 @@ def test_every_public_name_is_importable() -> None:
 def test_public_classes_are_the_llama_index_kinds_apps_expect() -> None:
     from llama_index.core.base.base_selector import BaseSelector, SelectorResult
     from llama_index.core.llms import LLM
+    from llama_index.core.llms.function_calling import FunctionCallingLLM
 
     assert issubclass(routerdc_llamaindex.RouterDCSelector, BaseSelector)
     assert issubclass(routerdc_llamaindex.RouterDCSelectorResult, SelectorResult)
     assert issubclass(routerdc_llamaindex.RouterDCLLM, LLM)
+    assert issubclass(routerdc_llamaindex.RouterDCLLM, FunctionCallingLLM)

@@ -73,7 +73,7 @@ def test_select_raises_a_value_error_naming_both_sets_of_names_when_no_choice_is
 
 
 def test_two_choices_with_the_same_llm_name_are_rejected(tiny_router: core.Router) -> None:
-    with pytest.raises(ValueError, match="choices 0 and 2 are both named 'math-llm'"):
+    with pytest.raises(ValueError, match="choices 0 and 2 both stand for the LLM 'math-llm'"):
         RouterDCSelector(tiny_router).select(tools("math-llm", "code-llm", "math-llm"), "x")
 
 

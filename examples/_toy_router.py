@@ -1,0 +1,62 @@
+"""A tiny router trained offline in seconds, for the agent examples: a 2-layer random BERT with
+the bundled MiniLM tokenizer, trained on made-up queries of three kinds (maths, code, chat),
+each answered best by its own LLM. Real apps load a router trained on their own data."""
+
+from __future__ import annotations
+
+import random
+import tempfile
+
+import core
+
+TOPICS = {
+    "math-llm": "solve the equation integral derivative number sum add",
+    "code-llm": "write a python function class loop compile",
+    "chat-llm": "tell me a story about friendship holiday weather",
+}
+
+
+def toy_router() -> core.Router:
+    """Train and return the toy router (a few seconds on a CPU)."""
+    import torch
+    import transformers
+    from transformers import BertConfig, BertModel
+
+    from core.encoder import load_tokenizer, resolve_encoder
+
+    transformers.utils.logging.disable_progress_bar()  # quiet saving and loading the toy encoder
+    folder = tempfile.mkdtemp(prefix="routerdc-toy-encoder-")
+    tokenizer = load_tokenizer(resolve_encoder(None))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+
+    rng = random.Random(0)
+    records = []
+    for best, words in TOPICS.items():
+        vocab = words.split()
+        for i in range(40):
+            text = " ".join(rng.choice(vocab) for _ in range(rng.randint(4, 9)))
+            scores = {llm: 1.0 if llm == best else rng.choice([0.0, 0.2]) for llm in TOPICS}
+            records.append({"query": f"{text} #{i}", "scores": scores})
+    return core.fit(
+        core.RoutingData.from_records(records),
+        encoder=folder,
+        train_encoder=True,
+        steps=60,
+        batch_size=16,
+        learning_rate=1e-3,
+        head_learning_rate=1e-2,
+        max_length=64,
+        temperature=1.0,
+        seed=0,
+        progress=False,
+    )
