@@ -1,7 +1,7 @@
 """Adding an LLM to a trained router from a few scored queries, leave-one-LLM-out.
 
     python -m benchmarks.onboarding [--encoding-cache FILE] [--sizes 10 25 50 100 200]
-        [--draws 3] [--llms NAME ...] [--select] [--quick]
+        [--draws 3] [--llms NAME ...] [--select-only] [--quick]
 
 On the paper's data (``../shared/data/routerdc-7llm/``), for each of its 7 LLMs:
 
@@ -26,7 +26,7 @@ unchanged on top (it asks the router for vectors and logits). ``add_seconds`` is
 apart, on the real path: a plain :class:`core.Router` that runs its encoder on the n queries,
 as ``router.add_llm`` does in an app. Measured on a busy shared machine it is an upper bound.
 
-``--select`` chooses ``add_llm``'s settings (warm start, neighbours, anchor weight) on the
+``--select-only`` chooses ``add_llm``'s settings (warm start, neighbours, anchor weight) on the
 train split's validation queries, the 10% that ``core.fit`` held out to pick its checkpoints
 and never trained on: the queries added are drawn from the other 90%. Nothing is chosen on
 the test files. The defaults in :mod:`core.onboarding` are the settings this chose.
@@ -72,7 +72,7 @@ SIZES = (10, 25, 50, 100, 200)
 DRAWS = 3
 VALIDATION_FRACTION = 0.1  # what core.fit holds out by default, with the same seed
 SEED = 0
-# The grid --select searches, on validation queries only.
+# The grid --select-only searches, on validation queries only.
 GRID: dict[str, tuple[Any, ...]] = {
     "warm_start": ("auto", "score_weighted"),
     "neighbours": (1, 10, 25),
@@ -179,71 +179,76 @@ def draw_seed(llm: str, n: int, draw: int) -> int:
     return zlib.crc32(f"{llm}|{n}|{draw}".encode())
 
 
-def run(
-    llms: Sequence[str],
-    sizes: Sequence[int],
-    draws: int,
-    cache: EncodingCache,
-    select: bool,
-    options: Mapping[str, Any],
-) -> dict[str, Any]:
-    """Train the routers once; with ``select``, choose add_llm's settings on validation
-    (phase 1), then measure on test with the settings chosen (phase 2)."""
-    train, tests = read_train_and_tests()
-    train_rows, val_rows = train.split_indices(VALIDATION_FRACTION, seed=SEED)
-    validation = train.subset(val_rows)
-    started = time.perf_counter()
-    full = CachedRouter(fit_router(train, cache), cache)
-    full_accuracy = test_accuracy(full, tests)
-    logger.info("full router: test %.2f%% (%.0f s)", full_accuracy, time.perf_counter() - started)
-    six = {llm: CachedRouter(fit_router(without(train, llm), cache), cache) for llm in llms}
-    draws_of = {
-        (llm, n, draw): train.subset(
-            draw_across_tasks(
-                train.tasks or [], train_rows, n, np.random.default_rng(draw_seed(llm, n, draw))
-            )
-        )
-        for llm in llms
-        for n in sizes
-        for draw in range(draws)
-    }
+class Setup:
+    """The data, the full router, the six-LLM routers and the draws, made once per run."""
 
-    search: dict[str, float] = {}
-    if select:
-        for values in itertools.product(*GRID.values()):
-            setting = dict(zip(GRID, values, strict=True))
-            key = json.dumps(setting)
-            search[key] = float(
-                np.mean(
-                    [
-                        validation_accuracy(
-                            CachedRouter(six[llm].add_llm(llm, onboard, **setting), cache),
-                            validation,
-                        )
-                        for (llm, _, _), onboard in draws_of.items()
-                    ]
+    def __init__(
+        self, llms: Sequence[str], sizes: Sequence[int], draws: int, cache: EncodingCache
+    ) -> None:
+        self.cache = cache
+        self.train, self.tests = read_train_and_tests()
+        train_rows, val_rows = self.train.split_indices(VALIDATION_FRACTION, seed=SEED)
+        self.validation = self.train.subset(val_rows)
+        started = time.perf_counter()
+        self.full = CachedRouter(fit_router(self.train, cache), cache)
+        self.six = {
+            llm: CachedRouter(fit_router(without(self.train, llm), cache), cache) for llm in llms
+        }
+        logger.info("trained 1 + %d routers in %.0f s", len(llms), time.perf_counter() - started)
+        self.draws = {
+            (llm, n, draw): self.train.subset(
+                draw_across_tasks(
+                    self.train.tasks or [],
+                    train_rows,
+                    n,
+                    np.random.default_rng(draw_seed(llm, n, draw)),
                 )
             )
-            logger.info("validation %.3f%% with %s", search[key], key)
-        options = json.loads(max(search, key=lambda k: search[k]))
-        logger.info("chosen on validation: %s", options)
+            for llm in llms
+            for n in sizes
+            for draw in range(draws)
+        }
 
+
+def select_settings(setup: Setup) -> dict[str, float]:
+    """Mean validation accuracy (%) of every GRID setting over every LLM, n and draw."""
+    search: dict[str, float] = {}
+    for values in itertools.product(*GRID.values()):
+        setting = dict(zip(GRID, values, strict=True))
+        key = json.dumps(setting)
+        accuracies = [
+            validation_accuracy(
+                CachedRouter(setup.six[llm].add_llm(llm, onboard, **setting), setup.cache),
+                setup.validation,
+            )
+            for (llm, _, _), onboard in setup.draws.items()
+        ]
+        search[key] = float(np.mean(accuracies))
+        logger.info("validation %.3f%% with %s", search[key], key)
+    return search
+
+
+def run(
+    setup: Setup, sizes: Sequence[int], draws: int, options: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Test accuracy of the full, six-LLM and added routers."""
+    cache, tests = setup.cache, setup.tests
     per_llm: dict[str, Any] = {}
-    for llm in llms:
+    for llm, six in setup.six.items():
         started = time.perf_counter()
         row: dict[str, Any] = {
-            "six": test_accuracy(six[llm], tests),
-            "six_validation": validation_accuracy(six[llm], validation),
+            "six": test_accuracy(six, tests),
+            "six_validation": validation_accuracy(six, setup.validation),
             "added": {str(n): [] for n in sizes},
             "added_new_scores_only": {str(n): [] for n in sizes},
         }
         for n in sizes:
             for draw in range(draws):
-                onboard = draws_of[llm, n, draw]
-                added = CachedRouter(six[llm].add_llm(llm, onboard, **options), cache)
+                onboard = setup.draws[llm, n, draw]
+                added = CachedRouter(six.add_llm(llm, onboard, **options), cache)
                 row["added"][str(n)].append(test_accuracy(added, tests))
                 hidden = new_scores_only(onboard, llm)
-                alone = CachedRouter(six[llm].add_llm(llm, hidden, **options), cache)
+                alone = CachedRouter(six.add_llm(llm, hidden, **options), cache)
                 row["added_new_scores_only"][str(n)].append(test_accuracy(alone, tests))
         per_llm[llm] = row
         logger.info(
@@ -254,10 +259,9 @@ def run(
             time.perf_counter() - started,
         )
     return {
-        "full": full_accuracy,
-        "full_validation": validation_accuracy(full, validation),
+        "full": test_accuracy(setup.full, tests),
+        "full_validation": validation_accuracy(setup.full, setup.validation),
         "per_llm": per_llm,
-        "validation_search": search,
         "add_llm_options": dict(options),
     }
 
@@ -377,18 +381,22 @@ def markdown(payload: dict[str, Any]) -> str:
         "",
         f"Settings of add_llm: {payload['settings']['add_llm']}.",
     ]
-    if results["validation_search"]:
-        best = sorted(results["validation_search"].items(), key=lambda kv: -kv[1])
-        lines += [
-            "",
-            "## --select: mean validation accuracy (train split's held-out 10%) per setting",
-            "",
-            "Mean over every LLM, n and draw; the best one is used above.",
-            "",
-            "| setting | validation accuracy % |",
-            "|---|---:|",
-            *[f"| `{k}` | {v:.3f} |" for k, v in best],
-        ]
+    return "\n".join(lines)
+
+
+def select_markdown(search: Mapping[str, float]) -> str:
+    """The validation scores of GRID's settings, best first."""
+    lines = [
+        "# add_llm's settings chosen on validation (train split's held-out 10%)",
+        "",
+        "Mean validation accuracy (%) over every LLM left out, n and draw, of the router with "
+        "the LLM added; the queries added are drawn from the other 90% of the train files. "
+        "The best is `core.onboarding`'s default.",
+        "",
+        "| setting | validation accuracy % |",
+        "|---|---:|",
+        *[f"| `{k}` | {v:.3f} |" for k, v in sorted(search.items(), key=lambda kv: -kv[1])],
+    ]
     return "\n".join(lines)
 
 
@@ -427,7 +435,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--draws", type=int, default=DRAWS)
     parser.add_argument("--llms", nargs="+", help="leave out only these (default: all 7)")
-    parser.add_argument("--select", action="store_true", help="search GRID on validation")
+    parser.add_argument(
+        "--select-only",
+        action="store_true",
+        help="only score GRID's settings on the validation queries (writes <output>_select)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="two LLMs, n = 10 and 50, one draw: a smoke run"
     )
@@ -449,20 +461,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     cache = open_cache(args.encoding_cache)
     cached_before = len(cache)
-    results = run(llms, sizes, draws, cache, args.select, options)
-    add_seconds = time_adds(sizes, llms[0], cache, results["add_llm_options"])
+    setup = Setup(llms, sizes, draws, cache)
+    if args.select_only:
+        search = select_settings(setup)
+        best = max(search, key=lambda k: search[k])
+        payload = {
+            "provenance": provenance({"llms": list(llms), "sizes": sizes, "draws": draws}),
+            "grid": GRID,
+            "validation_accuracy": search,
+            "chosen": json.loads(best),
+        }
+        write_results(f"{args.output}_select", payload, select_markdown(search))
+        print(select_markdown(search))
+        return 0
+    results = run(setup, sizes, draws, options)
+    add_seconds = time_adds(sizes, llms[0], cache, options)
     if args.encoding_cache is not None and len(cache) > cached_before:
         cache.save(args.encoding_cache)
     payload: dict[str, Any] = {
-        "provenance": provenance(
-            {"llms": list(llms), "sizes": sizes, "draws": draws, "select": args.select}
-        ),
-        "settings": {
-            "sizes": sizes,
-            "draws": draws,
-            "add_llm": results["add_llm_options"],
-            "seed": SEED,
-        },
+        "provenance": provenance({"llms": list(llms), "sizes": sizes, "draws": draws}),
+        "settings": {"sizes": sizes, "draws": draws, "add_llm": options, "seed": SEED},
         "results": results,
     }
     payload["summary"] = summarise(results, sizes)

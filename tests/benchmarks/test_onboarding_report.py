@@ -34,7 +34,6 @@ def results(six: dict[str, float], added: dict[str, list[float]]) -> dict[str, A
             }
             for llm in six
         },
-        "validation_search": {},
     }
 
 
