@@ -13,17 +13,19 @@ sets it), its gradient reaching k_new only:
   scores: the new LLM should win where it is more likely right than the router is sure of its
   choice (a weaker signal; say so in what you measure).
 
-Scores are counted as the metric counts them (:func:`core.metrics.training_view`) and, as the
-default training recipe does, averaged over each query's ``neighbours`` nearest given queries
-of its task (:mod:`core.smoothing`): a handful of 0/1 answers per task says little query by
-query and much about the task. A penalty ``anchor_weight * (1 - cos(k_new, k_start))`` keeps
-the row near its warm start when the data are few.
+Scores are counted as the metric counts them (:func:`core.metrics.training_view`). Two options
+can steady a fit on few queries, and on the paper's data neither helped (validation, in
+benchmarks/results/onboarding.md), so both are off by default: ``neighbours`` averages each
+query's scores over its nearest given queries of its task (:mod:`core.smoothing`), and
+``anchor_weight`` adds ``anchor_weight * (1 - cos(k_new, k_start))`` to keep the row near its
+warm start.
 
-Warm start (a stated rule, recorded in the router's history): the embedding of the router's
-LLM whose scores correlate most (Pearson) with the new LLM's on the queries that scored both,
-when at least ``MIN_SCORED_QUERIES`` did and the best correlation is positive; otherwise the
-score-weighted mean of the query vectors, sum_i (s_i - mean s) E(x_i) / |E(x_i)|, which points
-where the new LLM does better than it does on average.
+Warm start (a stated rule, recorded in the router's history). ``"score_weighted"`` (the
+default): the score-weighted mean of the query vectors, sum_i (s_i - mean s) E(x_i) / |E(x_i)|,
+which points where the new LLM does better than it does on average. ``"auto"``: the embedding
+of the router's LLM whose scores correlate most (Pearson) with the new LLM's on the queries
+that scored both, when at least ``MIN_SCORED_QUERIES`` did and the best correlation is
+positive; otherwise the score-weighted mean. The two tie on validation.
 
 Removing an LLM drops its row; the others are copied bit for bit, so a router that had an LLM
 added and then removed computes exactly the original's logits. Every function returns a new
@@ -34,7 +36,7 @@ Example:
     >>> scored = core.RoutingData.from_file("new-llm-scores.jsonl")  # doctest: +SKIP
     >>> bigger = router.add_llm("qwen2.5-7b", scored, cost=0.0004)   # doctest: +SKIP
     >>> bigger.history[-1]["warm_start"]                             # doctest: +SKIP
-    'correlated: meta-llama/Meta-Llama-3-8B (r=0.41)'
+    'score_weighted: sum_i (s_i - mean s) E(x_i)/|E(x_i)|'
 """
 
 from __future__ import annotations
@@ -72,12 +74,15 @@ MIN_SCORED_QUERIES = 10
 WarmStart = Literal["auto", "correlated", "score_weighted"]
 WARM_STARTS: tuple[str, ...] = ("auto", "correlated", "score_weighted")
 
-# Chosen on the train split's validation queries (benchmarks/onboarding.py, --select), never
+# Chosen on the train split's validation queries (benchmarks/onboarding.py --select), never
 # on the test files.
+# Settings within 0.5 points of each other there (benchmarks/results/onboarding.md); the steps
+# and learning rate were fixed, not searched.
+DEFAULT_WARM_START: WarmStart = "score_weighted"
+DEFAULT_NEIGHBOURS = 1
+DEFAULT_ANCHOR_WEIGHT = 0.0
 DEFAULT_STEPS = 200
 DEFAULT_LEARNING_RATE = 0.01
-DEFAULT_ANCHOR_WEIGHT = 1.0
-DEFAULT_NEIGHBOURS = 10
 
 
 def add_llm(
@@ -86,7 +91,7 @@ def add_llm(
     data: RoutingData,
     *,
     cost: float | None = None,
-    warm_start: WarmStart = "auto",
+    warm_start: WarmStart = DEFAULT_WARM_START,
     neighbours: int = DEFAULT_NEIGHBOURS,
     anchor_weight: float = DEFAULT_ANCHOR_WEIGHT,
     steps: int = DEFAULT_STEPS,
@@ -102,8 +107,9 @@ def add_llm(
         cost: the new LLM's price per query in dollars; None takes the mean of its costs in
             ``data`` when it has them. Needed for cost-aware routing when the router has
             prices.
-        warm_start: ``"auto"`` (the module's rule), ``"correlated"`` (the most correlated
-            LLM's embedding; needs queries scored by both) or ``"score_weighted"``.
+        warm_start: ``"score_weighted"``, ``"auto"`` (the most correlated LLM's embedding when
+            there is one, else score-weighted) or ``"correlated"`` (that LLM's, or an error);
+            see the module's docstring.
         neighbours: average each query's scores over this many nearest given queries of its
             task (itself included); 1 trains on each query's own scores.
         anchor_weight: weight of ``1 - cos(k_new, k_start)`` in the loss.
