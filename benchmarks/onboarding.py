@@ -276,11 +276,13 @@ def read_train_and_tests() -> tuple[core.RoutingData, dict[str, core.RoutingData
     return read_split("train"), read_tests()
 
 
-def time_adds(setup: Setup, llm: str, options: Mapping[str, Any]) -> dict[str, float]:
+def time_adds(
+    setup: Setup, llm: str, options: Mapping[str, Any], sizes: Sequence[int]
+) -> dict[str, float]:
     """Seconds ``router.add_llm`` takes on a plain router (its encoder runs), per n."""
     seconds: dict[str, float] = {}
     for (name, n, draw), onboard in setup.draws.items():
-        if name == llm and draw == 0:
+        if name == llm and draw == 0 and n in sizes:
             started = time.perf_counter()
             setup.plain_six[llm].add_llm(llm, onboard, **options)
             seconds[str(n)] = time.perf_counter() - started
@@ -445,6 +447,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="two LLMs, n = 10 and 50, one draw: a smoke run"
     )
+    parser.add_argument(
+        "--timing-sizes",
+        type=int,
+        nargs="*",
+        help="n to time add_llm on, its encoder running (default: --sizes; none: skip)",
+    )
     parser.add_argument("--output", default="onboarding", help="results file name")
     add_cache_option(parser)
     args = parser.parse_args(argv)
@@ -470,7 +478,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = json.loads(max(search, key=lambda k: search[k]))
         logger.info("chosen on validation: %s", options)
     results = run(setup, sizes, draws, options)
-    add_seconds = time_adds(setup, llms[0], options)
+    timed = sizes if args.timing_sizes is None else args.timing_sizes
+    add_seconds = time_adds(setup, llms[0], options, timed)
     if args.encoding_cache is not None and len(cache) > cached_before:
         cache.save(args.encoding_cache)
     payload: dict[str, Any] = {
