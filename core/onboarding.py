@@ -21,9 +21,10 @@ is better there. Without it the added LLM won no task in the benchmark, even fro
 (benchmarks/results/onboarding_neighbours1.md). ``anchor_weight`` (off by default) adds
 ``anchor_weight * (1 - cos(k_new, k_start))`` to keep the row near its warm start.
 
-Warm start (a stated rule, recorded in the router's history). ``"score_weighted"`` (the
-default): the score-weighted mean of the query vectors, sum_i (s_i - mean s) E(x_i) / |E(x_i)|,
-which points where the new LLM does better than it does on average. ``"auto"``: the embedding
+Warm start (a stated rule, recorded in the router's history). ``"score_weighted"``: the
+score-weighted mean of the query vectors, sum_i (s_i - mean s) E(x_i) / |E(x_i)|,
+which points where the new LLM does better than it does on average. ``"auto"`` (the default):
+the embedding
 of the router's LLM whose scores correlate most (Pearson) with the new LLM's on the queries
 that scored both, when at least ``MIN_SCORED_QUERIES`` did and the best correlation is
 positive; otherwise the score-weighted mean. The two tie on validation.
@@ -37,7 +38,7 @@ Example:
     >>> scored = core.RoutingData.from_file("new-llm-scores.jsonl")  # doctest: +SKIP
     >>> bigger = router.add_llm("qwen2.5-7b", scored, cost=0.0004)   # doctest: +SKIP
     >>> bigger.history[-1]["warm_start"]                             # doctest: +SKIP
-    'score_weighted: sum_i (s_i - mean s) E(x_i)/|E(x_i)|'
+    'correlated: meta-llama/Meta-Llama-3-8B (r=0.41)'
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ WARM_STARTS: tuple[str, ...] = ("auto", "correlated", "score_weighted")
 # check on the test files then showed the added LLM winning no task without it, so
 # ``neighbours`` follows core.fit's train-side choice instead (the whole task). The steps and
 # learning rate were fixed, not searched.
-DEFAULT_WARM_START: WarmStart = "score_weighted"
+DEFAULT_WARM_START: WarmStart = "auto"
 DEFAULT_NEIGHBOURS = 1000  # the whole task up to 1000 given queries of it
 DEFAULT_ANCHOR_WEIGHT = 0.0
 DEFAULT_STEPS = 200
@@ -109,9 +110,9 @@ def add_llm(
         cost: the new LLM's price per query in dollars; None takes the mean of its costs in
             ``data`` when it has them. Needed for cost-aware routing when the router has
             prices.
-        warm_start: ``"score_weighted"``, ``"auto"`` (the most correlated LLM's embedding when
-            there is one, else score-weighted) or ``"correlated"`` (that LLM's, or an error);
-            see the module's docstring.
+        warm_start: ``"auto"`` (the most correlated LLM's embedding when there is one, else
+            score-weighted), ``"score_weighted"`` or ``"correlated"`` (that LLM's, or an
+            error); see the module's docstring.
         neighbours: average each query's scores over this many nearest given queries of its
             task (itself included); 1 trains on each query's own scores.
         anchor_weight: weight of ``1 - cos(k_new, k_start)`` in the loss.
