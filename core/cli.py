@@ -91,6 +91,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     calibrate.set_defaults(run=_calibrate)
 
+    add_llm = commands.add_parser(
+        "add-llm", help="add an LLM to a trained router from queries it answered (seconds)"
+    )
+    add_llm.add_argument("--router", required=True)
+    add_llm.add_argument("--name", required=True, help="the new LLM, a score column of --data")
+    add_llm.add_argument("--data", nargs="+", required=True, help="queries scored by the new LLM")
+    add_llm.add_argument("--cost", type=float, help="its price per query in dollars")
+    add_llm.add_argument("--out", required=True, help="folder to save the new router in")
+    add_llm.set_defaults(run=_add_llm)
+
+    remove_llm = commands.add_parser("remove-llm", help="a router without one of its LLMs")
+    remove_llm.add_argument("--router", required=True)
+    remove_llm.add_argument("--name", required=True)
+    remove_llm.add_argument("--out", required=True)
+    remove_llm.set_defaults(run=_remove_llm)
+
+    rename_llm = commands.add_parser("rename-llm", help="a router calling an LLM by a new name")
+    rename_llm.add_argument("--router", required=True)
+    rename_llm.add_argument("--name", required=True, help="the LLM's current name")
+    rename_llm.add_argument("--new-name", required=True)
+    rename_llm.add_argument("--out", required=True)
+    rename_llm.set_defaults(run=_rename_llm)
+
     demo = commands.add_parser("demo", help="train, evaluate and route on the paper's data")
     demo.add_argument("--data-dir", help="local copy of the RouterDC data (else downloaded once)")
     demo.add_argument("--out", default="runs/demo-router", help="where to save the router")
@@ -260,6 +283,36 @@ def _calibrate(args: argparse.Namespace) -> int:
         f"use it with: routerdc route --router {args.router} "
         f'--cost-weight {result.cost_weight:.6g}{prices} "a query"'
     )
+    return 0
+
+
+def _add_llm(args: argparse.Namespace) -> int:
+    from .router import load
+
+    router = load(args.router)
+    added = router.add_llm(args.name, RoutingData.from_files(args.data), cost=args.cost)
+    added.save(args.out)
+    done = added.history[-1]
+    print(
+        f"added {args.name} from {done['queries']} queries in {done['seconds']:.1f} s "
+        f"(warm start {done['warm_start']}); saved to {args.out}"
+    )
+    return 0
+
+
+def _remove_llm(args: argparse.Namespace) -> int:
+    from .router import load
+
+    load(args.router).remove_llm(args.name).save(args.out)
+    print(f"removed {args.name}; saved to {args.out}")
+    return 0
+
+
+def _rename_llm(args: argparse.Namespace) -> int:
+    from .router import load
+
+    load(args.router).rename_llm(args.name, args.new_name).save(args.out)
+    print(f"renamed {args.name} to {args.new_name}; saved to {args.out}")
     return 0
 
 

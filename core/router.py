@@ -25,6 +25,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedToke
 
 from .atomic import interrupted_saves, replace_folder
 from .config import RouterConfig
+from .data import RoutingData
 from .encoder import load_tokenizer
 from .errors import (
     ConfigError,
@@ -156,6 +157,36 @@ class Router(BaseRouter):
             _, vectors = self.model(**self.tokenize([checked[i] for i in rows]))
             out[rows] = vectors.float().cpu().numpy()
         return out
+
+    # ------------------------------------------------------------------ changing the LLMs
+    # The maths lives in core.onboarding, imported on use: it needs the training losses,
+    # which the routing path never loads.
+
+    def add_llm(
+        self, name: str, data: RoutingData, *, cost: float | None = None, **options: Any
+    ) -> Router:
+        """A new router that also routes to ``name``, learned from queries it answered; only
+        its embedding is fit (seconds). See :func:`core.onboarding.add_llm` for ``options``.
+
+        Example:
+            >>> bigger = router.add_llm("new-llm", core.RoutingData.from_file("scored.jsonl"))
+            ... # doctest: +SKIP
+        """
+        from .onboarding import add_llm
+
+        return add_llm(self, name, data, cost=cost, **options)
+
+    def remove_llm(self, name: str) -> Router:
+        """A new router without ``name``; see :func:`core.onboarding.remove_llm`."""
+        from .onboarding import remove_llm
+
+        return remove_llm(self, name)
+
+    def rename_llm(self, old: str, new: str) -> Router:
+        """A new router calling ``old`` ``new``; see :func:`core.onboarding.rename_llm`."""
+        from .onboarding import rename_llm
+
+        return rename_llm(self, old, new)
 
     # ------------------------------------------------------------------ persistence
 
