@@ -148,6 +148,12 @@ class Router(BaseRouter):
         logger.info("saved router to %s", folder)
         return folder
 
+    def export(self, path: str | Path, *, int8: bool = False) -> Path:
+        """Write this router to ONNX, to route without torch; see :func:`core.export.export`."""
+        from .export import export
+
+        return export(self, path, int8=int8)
+
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device = "auto") -> Router:
         """Load a router saved by :meth:`save`: offline, and nothing is unpickled."""
