@@ -28,7 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,12 +192,16 @@ def load_all(folders: dict[str, Path]) -> dict[str, BaseRouter]:
 # ---------------------------------------------------------------------- agreement, accuracy
 
 
-def test_sets(per_file: int | None) -> dict[str, RoutingData]:
-    """The 5 test files of the paper's data, cut to their first ``per_file`` queries if set."""
+def test_sets(per_file: int | None, seed: int = 0) -> dict[str, RoutingData]:
+    """The 5 test files of the paper's data; ``per_file`` random queries of each if set."""
     sets = {task: RoutingData.from_file(PAPER_DATA / f"{task}_test.json") for task in TASKS}
     if per_file is None:
         return sets
-    return {task: data.subset(np.arange(min(per_file, len(data)))) for task, data in sets.items()}
+    rng = np.random.default_rng(seed)
+    return {
+        task: data.subset(np.sort(rng.permutation(len(data))[:per_file]))
+        for task, data in sets.items()
+    }
 
 
 def choices(router: BaseRouter, data: RoutingData) -> np.ndarray:
@@ -442,7 +446,9 @@ def onnx_figures(
             "settings": asdict(settings),
             "opset": export_info["opset"],
             "folder_mib": sizes,
-            "agreement": agreement_figures(routers, test_sets(settings.agreement_queries_per_file)),
+            "agreement": agreement_figures(
+                routers, test_sets(settings.agreement_queries_per_file, settings.seed)
+            ),
             "install_size": install_sizes(),
         }
         if paired_latency is not None and paired_throughput is not None:
@@ -550,10 +556,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few test queries (smoke test)")
     parser.add_argument("--onnx-router", type=Path, help="router folder: loaded, or trained into")
+    parser.add_argument(
+        "--agreement-queries-per-file",
+        type=int,
+        help="random test queries of each file to compare on (default: all)",
+    )
     add_cache_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     settings = OnnxSettings.quick() if args.quick else OnnxSettings()
+    if args.agreement_queries_per_file is not None:
+        settings = replace(settings, agreement_queries_per_file=args.agreement_queries_per_file)
     start = time.perf_counter()
     router, how = paper_router(args.onnx_router, args.encoding_cache, settings)
     figures = onnx_figures(router, [], [], settings)

@@ -145,11 +145,12 @@ class OnnxRouter(BaseRouter):
             if not isinstance(threads, int) or isinstance(threads, bool) or threads < 1:
                 raise ConfigError(f"threads must be an integer >= 1 or None, got {threads!r}")
             options.intra_op_num_threads = threads
+        providers = _providers(ort, device)
         try:
             session = ort.InferenceSession(
-                str(folder / ONNX_FILE), sess_options=options, providers=_providers(ort, device)
+                str(folder / ONNX_FILE), sess_options=options, providers=providers
             )
-        except (RuntimeError, ValueError) as err:  # onnxruntime's Fail / InvalidGraph errors
+        except Exception as err:  # onnxruntime's InvalidProtobuf, Fail, ... subclass Exception
             raise RouterFileError(f"{folder / ONNX_FILE}: unreadable ({err})") from err
         logits_width = session.get_outputs()[0].shape[-1]
         if isinstance(logits_width, int) and logits_width != len(config.llm_names):
