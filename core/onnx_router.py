@@ -38,7 +38,7 @@ EXPORT_FORMAT = "onnx"
 INPUT_NAMES = ("input_ids", "attention_mask")
 OUTPUT_NAMES = ("logits", "query_vectors")
 # Keys export.json must hold, with their types.
-_EXPORT_FIELDS: dict[str, type | tuple[type, ...]] = {
+_EXPORT_FIELDS: dict[str, type] = {
     "format": str,
     "opset": int,
     "int8": bool,

@@ -23,7 +23,7 @@ from typing import Any, Literal, TypeVar
 from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messages
 from langchain_core.prompt_values import PromptValue
 
-from core import Decision, Router
+from core import BaseRouter, Decision
 from core.errors import (
     AllLLMsFailedError,
     ConfigError,
@@ -127,7 +127,9 @@ def query_of(value: object, query_from: QueryFrom | None) -> str:
 # ---------------------------------------------------------------------- candidates and options
 
 
-def usable_llms(router: Router, names: Iterable[str], unmatched: Unmatched, what: str) -> list[str]:
+def usable_llms(
+    router: BaseRouter, names: Iterable[str], unmatched: Unmatched, what: str
+) -> list[str]:
     """Router LLMs that have a runnable, in the router's order; mismatches raise unless excluded."""
     known = router.llm_names
     given = list(names)
@@ -174,7 +176,7 @@ class RoutingOptions:
         )
         return repr((self.cost_weight, costs, self.allowed, self.exclude))
 
-    def route_kwargs(self, router: Router, usable: Sequence[str]) -> dict[str, Any]:
+    def route_kwargs(self, router: BaseRouter, usable: Sequence[str]) -> dict[str, Any]:
         """Keyword arguments of ``Router.route_batch``; LLMs with nothing to call are excluded."""
         no_runnable = [n for n in router.llm_names if n not in usable]
         exclude = self.exclude
@@ -201,7 +203,7 @@ class Routed:
 
 
 def route_many(
-    router: Router,
+    router: BaseRouter,
     values: Sequence[object],
     options: Sequence[RoutingOptions],
     query_from: QueryFrom | None,

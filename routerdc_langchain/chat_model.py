@@ -21,7 +21,7 @@ from langchain_core.runnables.config import run_in_executor
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from core import Router
+from core import BaseRouter
 from routerdc_langchain._routing import (
     QueryFrom,
     Routed,
@@ -73,7 +73,7 @@ class ChatRouterDC(BaseChatModel):
         >>> model.invoke("Solve 2x + 3 = 7").response_metadata["routerdc"]["answered_by"]
     """
 
-    router: Router = Field(exclude=True)
+    router: BaseRouter = Field(exclude=True)
     models: dict[str, Runnable[LanguageModelInput, BaseMessage]]
     query_from: QueryFrom | None = None
     cost_weight: float = 0.0

@@ -28,7 +28,7 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.utils import gather_with_concurrency, get_unique_config_specs
 from pydantic import ConfigDict, Field
 
-from core import Router
+from core import BaseRouter
 from routerdc_langchain._routing import (
     QueryFrom,
     Routed,
@@ -80,7 +80,7 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Any]):
         >>> chain.invoke({"question": "..."}, config={"configurable": {"cost_weight": 0.3}})
     """
 
-    router: Router
+    router: BaseRouter
     runnables: dict[str, Runnable[Any, Any]]
     query_from: QueryFrom | None = None
     cost_weight: float = 0.0

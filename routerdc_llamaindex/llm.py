@@ -73,7 +73,7 @@ class RouterDCLLM(LLM):
         'llama-3-8b'
     """
 
-    router: core.Router = Field(exclude=True, description="The trained RouterDC router.")
+    router: core.BaseRouter = Field(exclude=True, description="The trained RouterDC router.")
     llms: dict[str, SerializeAsAny[LLM]] = Field(
         description="The candidate LLMs, keyed by the router's names for them."
     )
@@ -82,7 +82,7 @@ class RouterDCLLM(LLM):
     allowed: list[str] | None = Field(default=None, description="Route only among these.")
     fallback: bool = Field(default=True, description="Fall back to the next-ranked LLM.")
 
-    def __init__(self, *, router: core.Router, llms: Mapping[str, LLM], **kwargs: Any) -> None:
+    def __init__(self, *, router: core.BaseRouter, llms: Mapping[str, LLM], **kwargs: Any) -> None:
         _check_candidates(router, llms, kwargs.get("allowed"))
         fields: dict[str, Any] = {"router": router, "llms": dict(llms), **kwargs}
         super().__init__(**fields)
@@ -255,8 +255,10 @@ def routing_text(messages: Sequence[ChatMessage]) -> str:
 def _check_candidates(
     router: object, llms: Mapping[str, object], allowed: Sequence[str] | None
 ) -> None:
-    if not isinstance(router, core.Router):
-        raise TypeError(f"router: expected a core.Router, got {type(router).__name__}")
+    if not isinstance(router, core.BaseRouter):
+        raise TypeError(
+            f"router: expected a core.Router or an exported OnnxRouter, got {type(router).__name__}"
+        )
     if not llms:
         raise core.ConfigError("llms is empty: give at least one {name: LLM}")
     unknown = [name for name in llms if name not in router.llm_names]

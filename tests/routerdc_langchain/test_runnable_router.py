@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -522,3 +523,13 @@ def test_bad_settings_fail_at_construction(tiny_router: core.Router) -> None:
         RunnableRouter(router=tiny_router, runnables=fake_models(), max_fallbacks=-1)
     with pytest.raises(ValidationError, match="cost_wieght"):
         RunnableRouter(router=tiny_router, runnables=fake_models(), cost_wieght=0.5)
+
+
+def test_an_exported_onnx_router_routes_the_runnable_as_the_torch_router_does(
+    tiny_router: core.Router, tmp_path: Path
+) -> None:
+    exported = core.load(tiny_router.export(tmp_path / "onnx"))
+    assert isinstance(exported, core.OnnxRouter)
+    router = RunnableRouter(router=exported, runnables=fake_models())
+    for query, llm in EXPECTED.items():
+        assert router.invoke(query).content == answer(llm)
