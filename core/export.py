@@ -69,6 +69,7 @@ def export(router: Router, path: str | Path, *, int8: bool = False) -> Path:
         ConfigError: the router's tokenizer is not a fast one (there is no tokenizer.json).
         RouterFileError: the fp32 export disagrees with the torch router on the check queries.
     """
+    _require("onnxruntime", "tokenizers", *(("onnx",) if int8 else ()))
     folder = Path(path)
     tokenizer = router.tokenizer
     if not getattr(tokenizer, "is_fast", False):
@@ -102,6 +103,15 @@ def export(router: Router, path: str | Path, *, int8: bool = False) -> Path:
     _check(router, OnnxRouter.load(folder, device="cpu"), int8=int8)
     logger.info("exported router to %s (opset %d, %s)", folder, OPSET, "int8" if int8 else "fp32")
     return folder
+
+
+def _require(*modules: str) -> None:
+    """Raise a ConfigError naming the install extra when a module export needs is missing."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigError(f'export needs {", ".join(missing)}: pip install "routerdc[export]"')
 
 
 def _export_fp32(router: Router, path: Path) -> None:
