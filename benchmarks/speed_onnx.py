@@ -155,6 +155,7 @@ def paper_router(
         [RoutingData.from_file(p, task=t) for p, t in zip(paths, TASKS, strict=True)]
     )
     cache = open_cache(cache_path)
+    known = len(cache)
     router = fit(
         data,
         train_encoder=False,
@@ -163,7 +164,7 @@ def paper_router(
         encoding_cache=cache,
         progress=False,
     )
-    if cache_path is not None:
+    if cache_path is not None and len(cache) > known:  # a complete cache is left untouched
         cache.save(cache_path)
     if folder is not None:
         router.save(folder)
