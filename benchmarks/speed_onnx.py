@@ -479,9 +479,11 @@ def markdown_section(figures: dict[str, Any]) -> list[str]:
         "",
     ]
     acc = agreement["accuracy"]
+    per_file = figures["settings"]["agreement_queries_per_file"]
+    sample = "" if per_file is None else f" ({per_file} random queries of each, at most)"
     lines += [
-        f"Agreement with the torch router's choices and test accuracy (%) on the "
-        f"{agreement['queries']} queries of the 5 test files:",
+        f"Agreement with the torch router's choices and test accuracy (%) on "
+        f"{agreement['queries']} queries of the 5 test files{sample}:",
         "",
         "| router | agreement | " + " | ".join(TASKS) + " | average | delta (points) |",
         "| --- | ---: | " + " | ".join("---:" for _ in TASKS) + " | ---: | ---: |",
@@ -574,9 +576,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     figures["router"] = how
     results = {"provenance": provenance(asdict(settings)), **figures["summary"], "onnx": figures}
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
-    text = "\n".join(
-        ["# Routing without torch: agreement and accuracy", *markdown_section(figures)]
-    )
+    text = "\n".join(["# Speed and memory: the ONNX exports", *markdown_section(figures)])
     json_path, md_path = write_results("speed_onnx_agreement", results, text)
     logger.info("wrote %s and %s", json_path, md_path)
     for key, target in figures["targets"].items():
