@@ -801,6 +801,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         "(frozen encoder, the 5 train files) and saved there",
     )
     parser.add_argument("--skip-onnx", action="store_true", help="leave out the ONNX exports")
+    parser.add_argument(
+        "--onnx-agreement-queries",
+        type=int,
+        help="random test queries per file the exports are compared on (default: all)",
+    )
     add_cache_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -808,6 +813,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     onnx_settings = (
         None if args.skip_onnx else OnnxSettings.quick() if args.quick else OnnxSettings()
     )
+    if onnx_settings is not None and args.onnx_agreement_queries is not None:
+        onnx_settings = replace(
+            onnx_settings, agreement_queries_per_file=args.onnx_agreement_queries
+        )
     overrides = {"train_batch_size": args.train_batch_size, "train_timed_steps": args.train_steps}
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     start = time.perf_counter()
