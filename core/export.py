@@ -6,8 +6,8 @@ mask ``(N, L)`` to logits ``(N, T)`` and query vectors ``(N, D)``, with the batc
 axes dynamic. It is exported with ``torch.onnx.export`` (the TorchScript exporter) at opset
 :data:`OPSET`; ``int8=True`` then quantises the weights of its MatMul and Gather nodes
 (the encoder's) to int8, one scale per channel, with ONNX Runtime's dynamic quantiser
-(activations are quantised at run time), leaving the router's head in fp32. :class:`~core.onnx_router.OnnxRouter` loads
-the folder.
+(activations are quantised at run time), leaving the router's head in fp32.
+:class:`~core.onnx_router.OnnxRouter` loads the folder.
 """
 
 from __future__ import annotations
