@@ -13,7 +13,10 @@ Writes ``benchmarks/results/speed.json`` and ``speed.md`` with:
   epoch of the paper's sampling;
 - the peak resident memory of a fresh process that only imports ``core``, loads a saved router
   and routes, and whether that process imported the training stack;
-- the router's parameter count.
+- the router's parameter count;
+- the torch router beside its fp32 and int8 ONNX exports (``benchmarks/speed_onnx.py``):
+  latency, throughput, peak RSS and cold start of a routing process, install sizes, and the
+  agreement of their choices and their accuracy on the 5 test files of the paper's data.
 
 The router is built untrained (routing speed does not depend on trained values) from the
 bundled default encoder. Queries are cut from the paper's test questions when
@@ -43,7 +46,8 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from benchmarks.common import PAPER_DATA, ROOT, TASKS, provenance, write_results
+from benchmarks.common import PAPER_DATA, ROOT, TASKS, add_cache_option, provenance, write_results
+from benchmarks.speed_onnx import OnnxSettings, markdown_section, onnx_figures, paper_router
 from core import RouterConfig, RoutingData, TrainConfig
 from core.clustering import labels_to_ids
 from core.encoder import load_encoder, load_tokenizer, resolve_encoder
@@ -562,7 +566,10 @@ def check_targets(results: dict[str, Any]) -> dict[str, Any]:
 def markdown(results: dict[str, Any]) -> str:
     lines = ["# Speed and memory", "", *_preamble(results), *_routing_section(results)]
     lines += [*_training_section(results), *_epoch_section(results["training"])]
-    return "\n".join([*lines, *_memory_section(results)])
+    lines += _memory_section(results)
+    if "onnx" in results:
+        lines += markdown_section(results["onnx"])
+    return "\n".join(lines)
 
 
 def _target_cell(results: dict[str, Any], key: str) -> str:
@@ -691,7 +698,27 @@ def _fmt(value: float) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def run(settings: Settings) -> dict[str, Any]:
+def onnx_run(
+    settings: OnnxSettings,
+    short: list[str],
+    long: list[str],
+    router_folder: Path | None,
+    encoding_cache: Path | None,
+) -> dict[str, Any]:
+    """The torch router beside its ONNX exports (benchmarks/speed_onnx.py), timed with the
+    same paired measurements as the rest of this benchmark."""
+    router, how = paper_router(router_folder, encoding_cache, settings)
+    figures = onnx_figures(router, short, long, settings, paired_latency, paired_throughput)
+    figures["router"] = how
+    return figures
+
+
+def run(
+    settings: Settings,
+    onnx_settings: OnnxSettings | None = None,
+    onnx_router: Path | None = None,
+    encoding_cache: Path | None = None,
+) -> dict[str, Any]:
     load_before = [round(x, 2) for x in os.getloadavg()]
     tokenizer = load_tokenizer(resolve_encoder(None))
     words = text_words()
@@ -713,6 +740,9 @@ def run(settings: Settings) -> dict[str, Any]:
     del router, bare  # training builds its own model
     train = training_figures(settings)
     q = train["queries_per_s"]
+    onnx = None
+    if onnx_settings is not None:
+        onnx = onnx_run(onnx_settings, short, long, onnx_router, encoding_cache)
 
     load_after = [round(x, 2) for x in os.getloadavg()]
     # The run itself adds about its thread count to the load; anything well above is others'.
@@ -749,6 +779,10 @@ def run(settings: Settings) -> dict[str, Any]:
         "load_average": {"before": load_before, "after": load_after, "busy": busy},
     }
     results["targets"] = check_targets(results)
+    if onnx is not None:
+        results |= onnx["summary"]
+        results["onnx"] = onnx
+        results["targets"] |= onnx["targets"]
     return results
 
 
@@ -761,13 +795,33 @@ def main(argv: Sequence[str] | None = None) -> None:
         type=int,
         help=f"timed steps of each trainer variant (default {LENGTH_WINDOW}, one epoch)",
     )
+    parser.add_argument(
+        "--onnx-router",
+        type=Path,
+        help="router compared with its ONNX exports: loaded from this folder, or trained "
+        "(frozen encoder, the 5 train files) and saved there",
+    )
+    parser.add_argument("--skip-onnx", action="store_true", help="leave out the ONNX exports")
+    parser.add_argument(
+        "--onnx-agreement-queries",
+        type=int,
+        help="random test queries per file the exports are compared on (default: all)",
+    )
+    add_cache_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     settings = Settings.quick() if args.quick else Settings()
+    onnx_settings = (
+        None if args.skip_onnx else OnnxSettings.quick() if args.quick else OnnxSettings()
+    )
+    if onnx_settings is not None and args.onnx_agreement_queries is not None:
+        onnx_settings = replace(
+            onnx_settings, agreement_queries_per_file=args.onnx_agreement_queries
+        )
     overrides = {"train_batch_size": args.train_batch_size, "train_timed_steps": args.train_steps}
     settings = replace(settings, **{k: v for k, v in overrides.items() if v is not None})
     start = time.perf_counter()
-    results = run(settings)
+    results = run(settings, onnx_settings, args.onnx_router, args.encoding_cache)
     results["wall_seconds"] = round(time.perf_counter() - start, 1)
     json_path, md_path = write_results("speed", results, markdown(results))
     logger.info("wrote %s and %s in %.0f s", json_path, md_path, results["wall_seconds"])

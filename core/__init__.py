@@ -8,7 +8,8 @@ Example:
 
 ``Router``, ``load``, ``fit`` and ``calibrate`` are imported on first use: ``import core`` is
 light (no torch, no transformers), and an app that only loads a router and routes never imports
-the training stack (losses, clustering, scikit-learn).
+the training stack (losses, clustering, scikit-learn). ``load`` of an exported router
+(``routerdc export``) imports neither torch nor transformers: it routes on ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ from .routing import BaseRouter, Decision
 
 if TYPE_CHECKING:
     from .calibration import Calibration, calibrate
-    from .router import Router, load
+    from .loading import load
+    from .onnx_router import OnnxRouter
+    from .router import Router
     from .trainer import fit
 
 __all__ = [
@@ -47,6 +50,7 @@ __all__ = [
     "DataTypeError",
     "Decision",
     "LLMTimeoutError",
+    "OnnxRouter",
     "QueryError",
     "QueryTypeError",
     "Router",
@@ -69,7 +73,8 @@ _LAZY = {
     "calibrate": ".calibration",
     "Calibration": ".calibration",
     "Router": ".router",
-    "load": ".router",
+    "load": ".loading",
+    "OnnxRouter": ".onnx_router",
 }
 
 

@@ -32,7 +32,7 @@ from .metrics import accuracy, metric_scores
 from .routing import cost_penalty
 
 if TYPE_CHECKING:
-    from .router import Router
+    from .routing import BaseRouter
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Calibration:
 
 
 def calibrate(
-    router: Router,
+    router: BaseRouter,
     validation: RoutingData,
     *,
     budget: float | None = None,
@@ -210,7 +210,7 @@ def _columns(names: Sequence[str], validation: RoutingData) -> np.ndarray:
 
 
 def _prices(
-    router: Router,
+    router: BaseRouter,
     validation: RoutingData,
     columns: np.ndarray,
     costs: Mapping[str, float] | None,

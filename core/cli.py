@@ -1,4 +1,4 @@
-"""The ``routerdc`` command line: train, eval, route, calibrate, demo."""
+"""The ``routerdc`` command line: train, eval, route, calibrate, export, demo."""
 
 from __future__ import annotations
 
@@ -113,6 +113,16 @@ def _parser() -> argparse.ArgumentParser:
     rename_llm.add_argument("--new-name", required=True)
     rename_llm.add_argument("--out", required=True)
     rename_llm.set_defaults(run=_rename_llm)
+
+    export = commands.add_parser(
+        "export", help="write a router to ONNX, to route without torch (onnxruntime only)"
+    )
+    export.add_argument("--router", required=True, help="a saved (torch) router's folder")
+    export.add_argument("--out", required=True, help="folder to write the exported router to")
+    export.add_argument(
+        "--int8", action="store_true", help="quantise the encoder's weights to int8 (dynamic)"
+    )
+    export.set_defaults(run=_export)
 
     demo = commands.add_parser("demo", help="train, evaluate and route on the paper's data")
     demo.add_argument("--data-dir", help="local copy of the RouterDC data (else downloaded once)")
@@ -231,8 +241,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
+    from .loading import load
     from .metrics import evaluate
-    from .router import load
 
     router = load(args.router)
     results = evaluate(router, _read_files(args.data), binary=args.binary)
@@ -244,7 +254,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _route(args: argparse.Namespace) -> int:
-    from .router import load
+    from .loading import load
 
     router = load(args.router)
     decisions = router.route_batch(
@@ -261,7 +271,7 @@ def _route(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from .calibration import calibrate
-    from .router import load
+    from .loading import load
 
     router = load(args.router)
     validation = RoutingData.from_files(args.data)
@@ -313,6 +323,17 @@ def _rename_llm(args: argparse.Namespace) -> int:
 
     load(args.router).rename_llm(args.name, args.new_name).save(args.out)
     print(f"renamed {args.name} to {args.new_name}; saved to {args.out}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .export import OPSET, export
+    from .router import Router
+
+    folder = export(Router.load(args.router, device="cpu"), args.out, int8=args.int8)
+    kind = "int8" if args.int8 else "fp32"
+    print(f"exported {args.router} to {folder} (ONNX opset {OPSET}, {kind})")
+    print(f'route with it: routerdc route --router {folder} "a query"')
     return 0
 
 

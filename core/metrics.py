@@ -17,7 +17,7 @@ from .data import RoutingData
 from .errors import DataError
 
 if TYPE_CHECKING:
-    from .router import Router
+    from .routing import BaseRouter
 
 
 def is_probability_scored(scores: np.ndarray) -> bool:
@@ -91,7 +91,7 @@ def task_mean_accuracy(data: RoutingData, chosen: Sequence[int] | np.ndarray) ->
 
 
 def evaluate(
-    router: Router,
+    router: BaseRouter,
     datasets: Mapping[str, RoutingData],
     *,
     binary: bool | None = None,

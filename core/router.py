@@ -231,6 +231,12 @@ class Router(BaseRouter):
         # Written last: some tokenizers write a config.json of their own, and ours must win.
         self.config.to_json(folder / CONFIG_FILE)
 
+    def export(self, path: str | Path, *, int8: bool = False) -> Path:
+        """Write this router to ONNX, to route without torch; see :func:`core.export.export`."""
+        from .export import export
+
+        return export(self, path, int8=int8)
+
     @classmethod
     def load(cls, path: str | Path, *, device: str | torch.device = "auto") -> Router:
         """Load a router saved by :meth:`save`: offline, nothing unpickled, no code run.

@@ -7,6 +7,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -571,3 +572,13 @@ def test_output_type_is_the_runnables_when_they_agree(tiny_router: core.Router) 
 def test_timeout_must_be_positive(tiny_router: core.Router) -> None:
     with pytest.raises(ValidationError, match="timeout"):
         RunnableRouter(router=tiny_router, runnables=fake_models(), timeout=0)
+
+
+def test_an_exported_onnx_router_routes_the_runnable_as_the_torch_router_does(
+    tiny_router: core.Router, tmp_path: Path
+) -> None:
+    exported = core.load(tiny_router.export(tmp_path / "onnx"))
+    assert isinstance(exported, core.OnnxRouter)
+    router = RunnableRouter(router=exported, runnables=fake_models())
+    for query, llm in EXPECTED.items():
+        assert router.invoke(query).content == answer(llm)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -292,3 +293,17 @@ async def test_concurrent_async_calls_each_get_the_llm_routed_for_their_own_quer
     )
 
     assert [r.additional_kwargs["routerdc_answered_by"] for r in responses] == targets
+
+
+async def test_an_exported_onnx_router_answers_through_the_llm_the_torch_router_picks(
+    tiny_router: core.Router,
+    queries: dict[str, str],
+    mock_llms: dict[str, MockLLM],
+    tmp_path: Path,
+) -> None:
+    exported = core.load(tiny_router.export(tmp_path / "onnx"))
+    assert isinstance(exported, core.OnnxRouter)
+    llm = RouterDCLLM(router=exported, llms=mock_llms)
+    for target, query in queries.items():
+        _, tags = await call(llm, "achat", query)
+        assert all(tag["routerdc_answered_by"] == target for tag in tags)
