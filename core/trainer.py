@@ -32,12 +32,14 @@ from ._version import __version__
 from .clustering import cluster_queries, labels_to_ids
 from .config import (
     DEFAULT_ENCODER,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_POOLING,
     SMOOTHING_CANDIDATES,
     RouterConfig,
     TrainConfig,
 )
 from .data import RoutingData
-from .encoder import load_encoder
+from .encoder import load_encoder, read_encoder_settings, resolve_encoder
 from .errors import ConfigError, DataError
 from .losses import SampleLLMLoss, SampleSampleLoss
 from .metrics import task_mean_accuracy, training_view
@@ -140,10 +142,11 @@ def fit(
     penalty = _cost_penalty(data, cost_rate)  # checked before the slow encoding pass
 
     tokenizer, encoder_model = load_encoder(encoder)
+    config = _with_encoder_settings(config, resolve_encoder(encoder))
     model = RouterDCModel(
         encoder_model,
         len(data.llm_names),
-        pooling=config.pooling,
+        pooling=config.pooling or DEFAULT_POOLING,
         temperature=config.temperature,
         projection=bool(config.projection),
     )
@@ -151,9 +154,9 @@ def fit(
     router_config = RouterConfig(
         llm_names=list(data.llm_names),
         encoder=encoder or DEFAULT_ENCODER,
-        pooling=config.pooling,
+        pooling=config.pooling or DEFAULT_POOLING,
         temperature=config.temperature,
-        max_length=config.max_length,
+        max_length=config.max_length or DEFAULT_MAX_LENGTH,
         projection=bool(config.projection),
         costs=data.mean_costs(),
         version=__version__,
@@ -193,6 +196,26 @@ def fit(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
     return router
+
+
+def _with_encoder_settings(config: TrainConfig, resolved_encoder: str) -> TrainConfig:
+    """``config`` with the pooling and max length it leaves unset (None) taken from the
+    encoder's sentence-transformers files, so a model is pooled and truncated as trained."""
+    if config.pooling is not None and config.max_length is not None:
+        return config
+    settings = read_encoder_settings(resolved_encoder)
+    chosen = replace(
+        config,
+        pooling=config.pooling or settings.pooling_or_default(),
+        max_length=config.max_length or settings.max_length_or_default(),
+    )
+    logger.info(
+        "pooling %s, max_length %d (%s)",
+        chosen.pooling,
+        chosen.max_length,
+        "from " + ", ".join(settings.source) if settings.source else "defaults",
+    )
+    return chosen
 
 
 def build(
