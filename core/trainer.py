@@ -118,6 +118,11 @@ def fit(
     Returns:
         The best router by validation accuracy, with ``router.history`` set and, when the
         recipe left a choice to the data (``smoothing_neighbours=None``), ``router.selection``.
+
+    Raises:
+        DataError: when an LLM has no score on any training query. It is refused, not dropped
+            with a warning: it would get traffic while learning nothing, and a router with
+            fewer LLMs than the caller named would fail later, far from the cause.
     """
     config = replace(config or TrainConfig(), **overrides)
     shortcuts: dict[str, Any] = {
@@ -132,11 +137,15 @@ def fit(
     torch.manual_seed(config.seed)
 
     cluster_labels = _given_clusters(data, clusters)
+    _refuse_unscored_llms(data, "the training data")
     if validation is None and config.validation_fraction > 0 and len(data) >= 20:
         train_rows, val_rows = data.split_indices(config.validation_fraction, seed=config.seed)
         data, validation = data.subset(train_rows), data.subset(val_rows)
         if cluster_labels is not None:
             cluster_labels = cluster_labels[train_rows]
+        _refuse_unscored_llms(
+            data, f"the training part (validation_fraction={config.validation_fraction} held out)"
+        )
     if validation is not None:
         validation = _align_llms(validation, data.llm_names)
     penalty = _cost_penalty(data, cost_rate)  # checked before the slow encoding pass
@@ -425,6 +434,22 @@ def _token_lengths(router: Router, queries: list[str]) -> np.ndarray:
     with router._tokenizer_lock:
         ids = router.tokenizer(queries, truncation=True, max_length=router.max_tokens)["input_ids"]
     return np.array([len(row) for row in ids])
+
+
+def _refuse_unscored_llms(data: RoutingData, part: str) -> None:
+    """Refuse LLMs that no query scores.
+
+    Refused rather than dropped with a warning: such an LLM's embedding would never train (its
+    missing scores are masked out of the losses), yet it would still take traffic, and dropping
+    it would hand back a router whose LLM names differ from the ones the caller gave.
+    """
+    unscored = data.unscored_llms()
+    if unscored:
+        raise DataError(
+            f"LLMs {unscored} have no score in {part} ({len(data)} queries): a router cannot "
+            "learn when to pick them. Leave them out (llm_names, or their columns) or add "
+            "queries they were scored on"
+        )
 
 
 def _given_clusters(
