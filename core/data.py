@@ -124,7 +124,7 @@ class RoutingData:
 
     def unscored_llms(self) -> list[str]:
         """The LLMs with no score on any query (a router cannot learn when to pick them)."""
-        scored: np.ndarray = self.mask.any(axis=0)  # (T,)
+        scored = np.any(self.mask, axis=0).tolist()  # (T,)
         return [name for col, name in enumerate(self.llm_names) if not scored[col]]
 
     def mean_costs(self) -> dict[str, float] | None:
