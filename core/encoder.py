@@ -15,8 +15,10 @@ unset.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,12 +56,15 @@ def load_tokenizer(name_or_path: str | Path) -> PreTrainedTokenizerBase:
     return tokenizer
 
 
-def load_encoder(name_or_path: str | None) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+def load_encoder(
+    name_or_path: str | None, *, progress: bool = True
+) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     """Load a tokenizer and encoder from a Hugging Face id or a local folder.
 
     Args:
         name_or_path: an id such as ``"microsoft/mdeberta-v3-base"``, a local folder, or None
             for the bundled default.
+        progress: let transformers show its "Loading weights" (and download) bars.
 
     Raises:
         ConfigError: when the encoder cannot be found offline or online.
@@ -67,13 +72,30 @@ def load_encoder(name_or_path: str | None) -> tuple[PreTrainedTokenizerBase, Pre
     resolved = resolve_encoder(name_or_path)
     try:
         tokenizer = load_tokenizer(resolved)
-        encoder = AutoModel.from_pretrained(resolved, trust_remote_code=False)
+        with transformers_progress_bars(progress):
+            encoder = AutoModel.from_pretrained(resolved, trust_remote_code=False)
     except OSError as err:
         raise ConfigError(
             f"cannot load encoder {name_or_path!r} (resolved to {resolved!r}): {err}"
         ) from err
     logger.info("loaded encoder %s (%d parameters)", resolved, encoder.num_parameters())
     return tokenizer, encoder
+
+
+@contextlib.contextmanager
+def transformers_progress_bars(enabled: bool) -> Iterator[None]:
+    """Within the block, transformers' (and the hub's) progress bars show only if ``enabled``;
+    their previous state is restored after it."""
+    from transformers.utils import logging as transformers_logging
+
+    if enabled or not transformers_logging.is_progress_bar_enabled():
+        yield
+        return
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.enable_progress_bar()
 
 
 def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: Pooling) -> torch.Tensor:

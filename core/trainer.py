@@ -150,7 +150,7 @@ def fit(
         validation = _align_llms(validation, data.llm_names)
     penalty = _cost_penalty(data, cost_rate)  # checked before the slow encoding pass
 
-    tokenizer, encoder_model = load_encoder(encoder)
+    tokenizer, encoder_model = load_encoder(encoder, progress=progress)
     config = _with_encoder_settings(config, resolve_encoder(encoder))
     model = RouterDCModel(
         encoder_model,
@@ -175,13 +175,13 @@ def fit(
     smoothing = config.smoothing_neighbours
     need_pooled = not config.train_encoder or cluster_labels is None or smoothing != 0
     cache = encoding_cache if encoding_cache is not None else EncodingCache()
-    pooled = cache.encode(router, data.queries, config) if need_pooled else None
+    pooled = cache.encode(router, data.queries, config, progress=progress) if need_pooled else None
     if cluster_labels is None:
         assert pooled is not None
         cluster_labels = cluster_queries(pooled.numpy(), config.num_clusters, seed=config.seed)
     val_pooled = None
     if validation is not None and not config.train_encoder:
-        val_pooled = cache.encode(router, validation.queries, config)
+        val_pooled = cache.encode(router, validation.queries, config, progress=progress)
 
     targets = _Targets(
         data.queries,
@@ -349,13 +349,19 @@ class EncodingCache:
         return len(self._vectors)
 
     @torch.inference_mode()
-    def encode(self, router: Router, queries: list[str], config: TrainConfig) -> torch.Tensor:
-        """Pooled encoder outputs ``(N, D)`` on CPU; new queries in batches sorted by length."""
+    def encode(
+        self, router: Router, queries: list[str], config: TrainConfig, *, progress: bool = True
+    ) -> torch.Tensor:
+        """Pooled encoder outputs ``(N, D)`` on CPU; new queries in batches sorted by length.
+
+        ``progress`` shows a bar when there are more than a few batches to encode.
+        """
         prefix = (router.config.encoder, router.config.pooling, router.max_tokens)
         new = [q for q in dict.fromkeys(queries) if (*prefix, q) not in self._vectors]
         router.model.eval()
         batches = length_sorted_batches(new, config.encode_batch_size)
-        for rows in tqdm(batches, desc="encoding", unit="batch", disable=len(batches) < 5):
+        quiet = not progress or len(batches) < 5
+        for rows in tqdm(batches, desc="encoding", unit="batch", disable=quiet):
             tokens = router.tokenize([new[i] for i in rows])
             vectors = router.model.encode(**tokens).float().cpu()
             for i, vector in zip(rows, vectors, strict=False):

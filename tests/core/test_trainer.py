@@ -396,3 +396,12 @@ def test_fit_refuses_an_llm_whose_only_scores_fell_in_the_validation_split(
     rare = RoutingData(data.queries, [*data.llm_names, "rare"], scores, tasks=data.tasks)
     with pytest.raises(DataError, match=r"\['rare'\] have no score in the training part"):
         core.fit(rare, encoder=tiny_encoder, steps=1, batch_size=4, seed=0, **FROZEN)
+
+
+def test_fit_with_progress_false_prints_no_progress_bar(
+    tiny_encoder: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data = RoutingData.from_records(topic_records(10, seed=0))
+    core.fit(data, encoder=tiny_encoder, steps=2, batch_size=4, encode_batch_size=4, **FROZEN)
+    err = capfd.readouterr().err
+    assert "encoding" not in err and "Loading weights" not in err and "it/s" not in err, err
