@@ -847,7 +847,7 @@ def _wide_llm_columns(
                 f"{len(outside)} values outside [0, 1], e.g. {float(outside.iloc[0])}"
             )
     if doubtful:
-        scores_like = [c for c in numeric if c not in doubtful]
+        scores_like = [c for c in numeric if c not in doubtful] or ["...", "..."]
         reasons = ", ".join(f"{c!r} ({why})" for c, why in doubtful.items())
         raise DataError(
             f"{source}: cannot tell which columns are LLMs: {reasons} look like metadata, not "
