@@ -218,11 +218,16 @@ def _with_encoder_settings(config: TrainConfig, resolved_encoder: str) -> TrainC
         pooling=config.pooling or settings.pooling_or_default(),
         max_length=config.max_length or settings.max_length_or_default(),
     )
+
+    def origin(given: object, read: object) -> str:
+        return "given" if given is not None else ("the encoder's files" if read else "default")
+
     logger.info(
-        "pooling %s, max_length %d (%s)",
+        "pooling %s (%s), max_length %d (%s)",
         chosen.pooling,
+        origin(config.pooling, settings.pooling),
         chosen.max_length,
-        "from " + ", ".join(settings.source) if settings.source else "defaults",
+        origin(config.max_length, settings.max_length),
     )
     return chosen
 
