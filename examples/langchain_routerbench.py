@@ -9,8 +9,8 @@ parsed. Prints accuracy and dollars against always using gpt-4 and always the ch
     python examples/langchain_routerbench.py --data-dir ../shared/data/routerbench [--full]
 
 Without ``--data-dir`` the samples are downloaded once from the RouterDC repository. By default
-it uses 500 of the 2,225 prompts (a minute or two; the encoded prompts are cached under
-``~/.cache/routerdc``); ``--full`` uses them all.
+it uses 400 of the 2,225 prompts (under three minutes on a busy 2-core CPU; the encoded prompts
+are cached under ``~/.cache/routerdc``); ``--full`` uses them all.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ Run from the repository root:
 
     python examples/llamaindex_routerbench.py --data-dir ../shared/data/routerbench [--full]
 
-By default it uses 500 of the 2,225 prompts (a minute or two; the encoded prompts are cached
-under ``~/.cache/routerdc``); ``--full`` uses them all.
+By default it uses 400 of the 2,225 prompts (under three minutes on a busy 2-core CPU; the
+encoded prompts are cached under ``~/.cache/routerdc``); ``--full`` uses them all.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ The examples build "chat models" that replay what each LLM really answered, trai
 part of the rows, and route the rest. Data: ``--data-dir`` (here ``../shared/data/routerbench``),
 or the RouterDC repository's ``datasets/routerbench_cluster/``, downloaded once.
 
-By default an example runs on a stratified sample of ``--sample`` prompts, so it takes a minute
-or two on a laptop CPU; ``--full`` uses all 2,225. The encoded training prompts are kept in
-``~/.cache/routerdc/`` (``$ROUTERDC_CACHE``), so a second run trains in seconds.
+By default an example runs on a stratified sample of ``--sample`` prompts, so it takes a few
+minutes at most on a busy 2-core CPU; ``--full`` uses all 2,225. The encoded training prompts
+are kept in ``~/.cache/routerdc/`` (``$ROUTERDC_CACHE``), so a second run trains in seconds.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from core.trainer import EncodingCache
 
 GPT4 = "gpt-4-1106-preview"
 NOT_RECORDED = "I have no recorded answer for this prompt."
-DEFAULT_SAMPLE = 500
+DEFAULT_SAMPLE = 400
 
 
 @dataclass
@@ -107,7 +107,7 @@ def add_run_options(parser: argparse.ArgumentParser, *, max_length: int = 128) -
         "--sample",
         type=int,
         default=DEFAULT_SAMPLE,
-        help=f"prompts to use, stratified by task (default {DEFAULT_SAMPLE}; a minute or two)",
+        help=f"prompts to use, stratified by task (default {DEFAULT_SAMPLE})",
     )
     parser.add_argument("--full", action="store_true", help="use all 2,225 prompts")
     parser.add_argument("--train-fraction", type=float, default=0.7)
