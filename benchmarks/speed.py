@@ -17,6 +17,9 @@ Writes ``benchmarks/results/speed.json`` and ``speed.md`` with:
 - the torch router beside its fp32 and int8 ONNX exports (``benchmarks/speed_onnx.py``):
   latency, throughput, peak RSS and cold start of a routing process, install sizes, and the
   agreement of their choices and their accuracy on the 5 test files of the paper's data.
+- ``import_seconds``: what an app pays to import ``core`` and each adapter, in fresh
+  interpreters (the median of several, and the first, closest to a cold start), with
+  ``langchain_core`` as the reference, and whether each import pulled in torch.
 
 The router is built untrained (routing speed does not depend on trained values) from the
 bundled default encoder. Queries are cut from the paper's test questions when
@@ -122,6 +125,22 @@ inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on 
 print(json.dumps({"peaks": peaks, "imported": imported, "ru_maxrss_mib": inherited}))
 """
 
+# What an app imports, timed each in a fresh interpreter; langchain_core is the reference.
+IMPORTS = {
+    "core": "import core",
+    "routerdc_langchain": "from routerdc_langchain import RunnableRouter",
+    "routerdc_llamaindex": "from routerdc_llamaindex import RouterDCSelector",
+    "langchain_core (reference)": "import langchain_core",
+}
+HEAVY_MODULES = ("torch", "transformers", "scipy", "sklearn")
+IMPORT_SCRIPT = """
+import json, sys, time
+start = time.perf_counter()
+exec(sys.argv[1])
+seconds = time.perf_counter() - start
+print(json.dumps({"seconds": seconds, "imported": {m: m in sys.modules for m in sys.argv[2:]}}))
+"""
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -141,6 +160,7 @@ class Settings:
     train_padded_steps: int = 2
     rss_short_queries: int = 64
     rss_long_queries: int = 64
+    import_repeats: int = 5
     seed: int = 0
 
     @classmethod
@@ -156,6 +176,7 @@ class Settings:
             train_padded_steps=1,
             rss_short_queries=16,
             rss_long_queries=16,
+            import_repeats=2,
         )
 
 
@@ -551,6 +572,43 @@ def rss_figures(router: Router, short: list[str], long: list[str], settings: Set
     return report
 
 
+# ---------------------------------------------------------------------- imports
+
+
+def import_seconds(statements: dict[str, str], repeats: int) -> dict[str, dict[str, Any]]:
+    """Seconds each import statement takes in a fresh interpreter, run ``repeats`` times.
+
+    The statements take turns, so load from other processes hits them alike. Returns, per
+    name: the median, the first run (the closest to a cold start: the files may not be in the
+    page cache yet), every run, and which of ``HEAVY_MODULES`` the import pulled in.
+    """
+    runs: dict[str, list[float]] = {name: [] for name in statements}
+    imported: dict[str, dict[str, bool]] = {}
+    for _ in range(repeats):
+        for name, statement in statements.items():
+            result = subprocess.run(
+                [sys.executable, "-c", IMPORT_SCRIPT, statement, *HEAVY_MODULES],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if result.returncode != 0:
+                raise RuntimeError(f"{statement!r} failed:\n{result.stderr[-2000:]}")
+            report = json.loads(result.stdout.strip().splitlines()[-1])
+            runs[name].append(report["seconds"])
+            imported[name] = report["imported"]
+    return {
+        name: {
+            "median": float(np.median(seconds)),
+            "first": seconds[0],
+            "runs": seconds,
+            "imported": imported[name],
+        }
+        for name, seconds in runs.items()
+    }
+
+
 # ---------------------------------------------------------------------- report
 
 
@@ -567,6 +625,7 @@ def markdown(results: dict[str, Any]) -> str:
     lines = ["# Speed and memory", "", *_preamble(results), *_routing_section(results)]
     lines += [*_training_section(results), *_epoch_section(results["training"])]
     lines += _memory_section(results)
+    lines += _import_section(results)
     if "onnx" in results:
         lines += markdown_section(results["onnx"])
     return "\n".join(lines)
@@ -692,6 +751,27 @@ def _memory_section(results: dict[str, Any]) -> list[str]:
     ]
 
 
+def _import_section(results: dict[str, Any]) -> list[str]:
+    detail = results["import_detail"]
+    heavy = ", ".join(HEAVY_MODULES)
+    return [
+        "",
+        "## Import time",
+        "",
+        "Seconds to run the statement in a fresh interpreter (median over "
+        f"{len(next(iter(detail.values()))['runs'])} runs; the first is the closest to a cold "
+        f"start), and which of {heavy} it imported.",
+        "",
+        "| import | median (s) | first (s) | heavy modules imported |",
+        "| --- | ---: | ---: | --- |",
+        *(
+            f"| `{IMPORTS.get(name, name)}` | {row['median']:.2f} | {row['first']:.2f} | "
+            f"{', '.join(m for m, v in row['imported'].items() if v) or 'none'} |"
+            for name, row in detail.items()
+        ),
+    ]
+
+
 def _fmt(value: float) -> str:
     if isinstance(value, int):
         return f"{value:,}"
@@ -736,6 +816,7 @@ def run(
     routing = routing_figures(router, bare, short, long, settings)
     ours, limit = routing["ours"], routing["bare"]
     rss = rss_figures(router, short, long, settings)
+    imports = import_seconds(IMPORTS, settings.import_repeats)
     parameters, bare_parameters = router.num_parameters(), bare.model.num_parameters()
     del router, bare  # training builds its own model
     train = training_figures(settings)
@@ -773,6 +854,8 @@ def run(
         "latency_detail": {"router": ours, "bare_encoder": limit},
         "training": train,
         "rss_process": rss,
+        "import_seconds": {name: figures["median"] for name, figures in imports.items()},
+        "import_detail": imports,
         "query_text": query_text,
         "query_tokens": {"short": SHORT_TOKENS, "long": LONG_TOKENS},
         "route_batch_size": ROUTE_BATCH,

@@ -12,7 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from .config import POOLINGS, TrainConfig
+from .config import DEFAULT_MAX_LENGTH, DEFAULT_POOLING, POOLINGS, TrainConfig
 from .data import RoutingData
 from .errors import RouterDCError
 
@@ -159,8 +159,17 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--learning-rate", type=float, help=f"encoder's, default {defaults.learning_rate}"
     )
-    parser.add_argument("--pooling", choices=POOLINGS, help=f"default {defaults.pooling}")
-    parser.add_argument("--max-length", type=int, help=f"default {defaults.max_length}")
+    parser.add_argument(
+        "--pooling",
+        choices=POOLINGS,
+        help=f"default: as the encoder's sentence-transformers files say, else {DEFAULT_POOLING}",
+    )
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        help="default: the encoder's max_seq_length (sentence_bert_config.json), "
+        f"else {DEFAULT_MAX_LENGTH}",
+    )
     parser.add_argument("--seed", type=int, help=f"default {defaults.seed}")
     parser.add_argument(
         "--cost-rate",

@@ -14,9 +14,12 @@ from typing import Literal
 
 from .errors import ConfigError
 
-Pooling = Literal["first", "mean"]
-POOLINGS: tuple[str, ...] = ("first", "mean")
+Pooling = Literal["first", "mean", "max", "last"]
+POOLINGS: tuple[str, ...] = ("first", "mean", "max", "last")
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
+# Used when neither the recipe nor the encoder's sentence-transformers files say otherwise.
+DEFAULT_POOLING: Pooling = "mean"
+DEFAULT_MAX_LENGTH = 512
 # A frozen encoder leaves the head alone to learn; it needs a far larger step than fine-tuning.
 FROZEN_HEAD_LEARNING_RATE = 1e-3
 # Neighbour counts smoothing_neighbours=None chooses among, per task. How much smoothing helps
@@ -51,7 +54,8 @@ class RouterConfig:
     Attributes:
         llm_names: candidate LLMs, in the order of the learned embeddings.
         encoder: the encoder it was built from (a Hugging Face id or a path), for the record.
-        pooling: ``"first"`` (first token, as the paper) or ``"mean"`` (masked mean).
+        pooling: ``"first"`` (first token, as the paper), ``"mean"`` (masked mean), ``"max"``
+            or ``"last"`` (last token); what the router was trained with.
         temperature: tau in softmax(cos / tau).
         max_length: queries longer than this many tokens keep their last ``max_length`` tokens.
         projection: whether a linear projection sits between encoder and LLM embeddings.
@@ -152,8 +156,11 @@ class TrainConfig:
             head only (False); None picks by device: fine-tune on a GPU, freeze on a CPU, where
             fine-tuning takes hours (benchmarks/results/tuning.md has the measurements).
         projection: add a linear projection after the encoder; None means "when frozen".
-        pooling: ``"first"`` or ``"mean"``.
-        max_length: token budget per query, truncated on the left.
+        pooling: ``"first"``, ``"mean"``, ``"max"`` or ``"last"``; None pools as the encoder's
+            sentence-transformers folder says (its Pooling module), else ``DEFAULT_POOLING``.
+        max_length: token budget per query, truncated on the left; None is the encoder's
+            ``max_seq_length`` (``sentence_bert_config.json``: 256 for all-MiniLM-L6-v2), else
+            ``DEFAULT_MAX_LENGTH``. The router's config records the value used.
         validation_fraction: share of training queries held out to pick the best checkpoint.
         eval_every: score the validation split every this many steps.
         seed: seeds data order, initialisation, clustering and the split.
@@ -181,8 +188,8 @@ class TrainConfig:
     num_clusters: int = 5
     train_encoder: bool | None = None
     projection: bool | None = None
-    pooling: Pooling = "mean"
-    max_length: int = 512
+    pooling: Pooling | None = None
+    max_length: int | None = None
     validation_fraction: float = 0.1
     eval_every: int = 50
     seed: int = 0
@@ -202,6 +209,7 @@ class TrainConfig:
             "smoothing_neighbours": 0,
             "binary": False,
             "pooling": "first",
+            "max_length": 512,
             "train_encoder": True,
         }
         return cls(**(recipe | overrides))  # type: ignore[arg-type]
@@ -259,7 +267,13 @@ class TrainConfig:
             raise ConfigError(
                 f"validation_fraction must lie in [0, 1), got {self.validation_fraction!r}"
             )
-        if self.pooling not in POOLINGS:
-            raise ConfigError(f"pooling must be one of {POOLINGS}, got {self.pooling!r}")
-        if not isinstance(self.max_length, int) or self.max_length < 8:
-            raise ConfigError(f"max_length must be an integer >= 8, got {self.max_length!r}")
+        if self.pooling is not None and self.pooling not in POOLINGS:
+            raise ConfigError(f"pooling must be None or one of {POOLINGS}, got {self.pooling!r}")
+        if self.max_length is not None and (
+            not isinstance(self.max_length, int)
+            or isinstance(self.max_length, bool)
+            or self.max_length < 8
+        ):
+            raise ConfigError(
+                f"max_length must be None or an integer >= 8, got {self.max_length!r}"
+            )

@@ -32,12 +32,14 @@ from ._version import __version__
 from .clustering import cluster_queries, labels_to_ids
 from .config import (
     DEFAULT_ENCODER,
+    DEFAULT_MAX_LENGTH,
+    DEFAULT_POOLING,
     SMOOTHING_CANDIDATES,
     RouterConfig,
     TrainConfig,
 )
 from .data import RoutingData
-from .encoder import load_encoder
+from .encoder import load_encoder, read_encoder_settings, resolve_encoder
 from .errors import ConfigError, DataError
 from .losses import SampleLLMLoss, SampleSampleLoss
 from .metrics import task_mean_accuracy, training_view
@@ -116,6 +118,11 @@ def fit(
     Returns:
         The best router by validation accuracy, with ``router.history`` set and, when the
         recipe left a choice to the data (``smoothing_neighbours=None``), ``router.selection``.
+
+    Raises:
+        DataError: when an LLM has no score on any training query. It is refused, not dropped
+            with a warning: it would get traffic while learning nothing, and a router with
+            fewer LLMs than the caller named would fail later, far from the cause.
     """
     config = replace(config or TrainConfig(), **overrides)
     shortcuts: dict[str, Any] = {
@@ -130,20 +137,25 @@ def fit(
     torch.manual_seed(config.seed)
 
     cluster_labels = _given_clusters(data, clusters)
+    _refuse_unscored_llms(data, "the training data")
     if validation is None and config.validation_fraction > 0 and len(data) >= 20:
         train_rows, val_rows = data.split_indices(config.validation_fraction, seed=config.seed)
         data, validation = data.subset(train_rows), data.subset(val_rows)
         if cluster_labels is not None:
             cluster_labels = cluster_labels[train_rows]
+        _refuse_unscored_llms(
+            data, f"the training part (validation_fraction={config.validation_fraction} held out)"
+        )
     if validation is not None:
         validation = _align_llms(validation, data.llm_names)
     penalty = _cost_penalty(data, cost_rate)  # checked before the slow encoding pass
 
-    tokenizer, encoder_model = load_encoder(encoder)
+    tokenizer, encoder_model = load_encoder(encoder, progress=progress)
+    config = _with_encoder_settings(config, resolve_encoder(encoder))
     model = RouterDCModel(
         encoder_model,
         len(data.llm_names),
-        pooling=config.pooling,
+        pooling=config.pooling or DEFAULT_POOLING,
         temperature=config.temperature,
         projection=bool(config.projection),
     )
@@ -151,9 +163,9 @@ def fit(
     router_config = RouterConfig(
         llm_names=list(data.llm_names),
         encoder=encoder or DEFAULT_ENCODER,
-        pooling=config.pooling,
+        pooling=config.pooling or DEFAULT_POOLING,
         temperature=config.temperature,
-        max_length=config.max_length,
+        max_length=config.max_length or DEFAULT_MAX_LENGTH,
         projection=bool(config.projection),
         costs=data.mean_costs(),
         version=__version__,
@@ -163,13 +175,13 @@ def fit(
     smoothing = config.smoothing_neighbours
     need_pooled = not config.train_encoder or cluster_labels is None or smoothing != 0
     cache = encoding_cache if encoding_cache is not None else EncodingCache()
-    pooled = cache.encode(router, data.queries, config) if need_pooled else None
+    pooled = cache.encode(router, data.queries, config, progress=progress) if need_pooled else None
     if cluster_labels is None:
         assert pooled is not None
         cluster_labels = cluster_queries(pooled.numpy(), config.num_clusters, seed=config.seed)
     val_pooled = None
     if validation is not None and not config.train_encoder:
-        val_pooled = cache.encode(router, validation.queries, config)
+        val_pooled = cache.encode(router, validation.queries, config, progress=progress)
 
     targets = _Targets(
         data.queries,
@@ -193,6 +205,31 @@ def fit(
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
     return router
+
+
+def _with_encoder_settings(config: TrainConfig, resolved_encoder: str) -> TrainConfig:
+    """``config`` with the pooling and max length it leaves unset (None) taken from the
+    encoder's sentence-transformers files, so a model is pooled and truncated as trained."""
+    if config.pooling is not None and config.max_length is not None:
+        return config
+    settings = read_encoder_settings(resolved_encoder)
+    chosen = replace(
+        config,
+        pooling=config.pooling or settings.pooling_or_default(),
+        max_length=config.max_length or settings.max_length_or_default(),
+    )
+
+    def origin(given: object, read: object) -> str:
+        return "given" if given is not None else ("the encoder's files" if read else "default")
+
+    logger.info(
+        "pooling %s (%s), max_length %d (%s)",
+        chosen.pooling,
+        origin(config.pooling, settings.pooling),
+        chosen.max_length,
+        origin(config.max_length, settings.max_length),
+    )
+    return chosen
 
 
 def build(
@@ -317,13 +354,19 @@ class EncodingCache:
         return len(self._vectors)
 
     @torch.inference_mode()
-    def encode(self, router: Router, queries: list[str], config: TrainConfig) -> torch.Tensor:
-        """Pooled encoder outputs ``(N, D)`` on CPU; new queries in batches sorted by length."""
+    def encode(
+        self, router: Router, queries: list[str], config: TrainConfig, *, progress: bool = True
+    ) -> torch.Tensor:
+        """Pooled encoder outputs ``(N, D)`` on CPU; new queries in batches sorted by length.
+
+        ``progress`` shows a bar when there are more than a few batches to encode.
+        """
         prefix = (router.config.encoder, router.config.pooling, router.max_tokens)
         new = [q for q in dict.fromkeys(queries) if (*prefix, q) not in self._vectors]
         router.model.eval()
         batches = length_sorted_batches(new, config.encode_batch_size)
-        for rows in tqdm(batches, desc="encoding", unit="batch", disable=len(batches) < 5):
+        quiet = not progress or len(batches) < 5
+        for rows in tqdm(batches, desc="encoding", unit="batch", disable=quiet):
             tokens = router.tokenize([new[i] for i in rows])
             vectors = router.model.encode(**tokens).float().cpu()
             for i, vector in zip(rows, vectors, strict=False):
@@ -402,6 +445,22 @@ def _token_lengths(router: Router, queries: list[str]) -> np.ndarray:
     with router._tokenizer_lock:
         ids = router.tokenizer(queries, truncation=True, max_length=router.max_tokens)["input_ids"]
     return np.array([len(row) for row in ids])
+
+
+def _refuse_unscored_llms(data: RoutingData, part: str) -> None:
+    """Refuse LLMs that no query scores.
+
+    Refused rather than dropped with a warning: such an LLM's embedding would never train (its
+    missing scores are masked out of the losses), yet it would still take traffic, and dropping
+    it would hand back a router whose LLM names differ from the ones the caller gave.
+    """
+    unscored = data.unscored_llms()
+    if unscored:
+        raise DataError(
+            f"LLMs {unscored} have no score in {part} ({len(data)} queries): a router cannot "
+            "learn when to pick them. Leave them out (llm_names, or their columns) or add "
+            "queries they were scored on"
+        )
 
 
 def _given_clusters(

@@ -16,7 +16,7 @@ def test_train_config_keeps_the_papers_optimiser_and_sample_sample_settings() ->
     config = TrainConfig()
     assert (config.learning_rate, config.batch_size, config.steps) == (5e-5, 64, 1000)
     assert (config.num_hard_negatives, config.sample_sample_weight) == (3, 1.0)
-    assert (config.num_clusters, config.validation_fraction, config.max_length) == (5, 0.1, 512)
+    assert (config.num_clusters, config.validation_fraction, config.max_length) == (5, 0.1, None)
 
 
 def test_paper_recipe_restores_the_papers_loss_settings() -> None:
@@ -24,6 +24,7 @@ def test_paper_recipe_restores_the_papers_loss_settings() -> None:
     assert (config.temperature, config.top_k_positive, config.top_k_negative) == (1.0, 3, 3)
     assert (config.negative_max_score, config.smoothing_neighbours) == (0.5, 0)
     assert (config.binary, config.pooling, config.train_encoder) == (False, "first", True)
+    assert config.max_length == 512  # the paper pads every query to 512 tokens
     assert config.steps == 10
     # The tuned defaults differ from it in exactly these fields.
     assert TrainConfig().temperature == 0.1
@@ -56,7 +57,7 @@ def test_paper_recipe_restores_the_papers_loss_settings() -> None:
         ("negative_max_score", 1.5),
         ("validation_fraction", 1.0),
         ("validation_fraction", -0.1),
-        ("pooling", "max"),
+        ("pooling", "median"),
         ("max_length", 4),
     ],
 )
@@ -74,7 +75,7 @@ def test_a_bad_train_config_value_is_a_config_error_naming_field_and_value(
     [
         ({"llm_names": ["only"]}, "at least two"),
         ({"llm_names": ["a", "a"]}, "duplicates"),
-        ({"llm_names": ["a", "b"], "pooling": "max"}, "pooling"),
+        ({"llm_names": ["a", "b"], "pooling": "median"}, "pooling"),
         ({"llm_names": ["a", "b"], "temperature": 0.0}, "temperature"),
         ({"llm_names": ["a", "b"], "max_length": 2}, "max_length"),
     ],

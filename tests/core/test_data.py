@@ -543,3 +543,224 @@ def test_a_json_object_without_records_is_rejected(tmp_path: Path) -> None:
 def test_every_data_error_is_a_routerdc_error() -> None:
     assert issubclass(DataError, RouterDCError) and issubclass(DataError, ValueError)
     assert issubclass(DataTypeError, RouterDCError) and issubclass(DataTypeError, TypeError)
+
+
+# ---------------------------------------------------------------------- column mapping
+
+
+def langsmith_runs() -> pd.DataFrame:
+    """An export of an app's runs with feedback: one row per run, LangSmith-style columns."""
+    return pd.DataFrame(
+        {
+            "run_id": ["r1", "r2", "r3", "r4"],
+            "inputs.question": ["2+2?", "2+2?", "capital of France?", "capital of France?"],
+            "outputs.output": ["4", "5", "Paris", "Paris"],
+            "extra.metadata.ls_model_name": ["small", "large", "small", "large"],
+            "feedback.correctness": [1.0, 0.0, 1.0, 1.0],
+            "feedback.thumbs": [1, 0, 1, 1],
+            "total_cost": [0.001, 0.02, 0.001, 0.03],
+            "latency_s": [0.4, 2.5, 0.3, 3.1],
+        }
+    )
+
+
+def test_from_pandas_reads_a_long_export_through_the_named_columns() -> None:
+    data = RoutingData.from_pandas(
+        langsmith_runs(),
+        query_column="inputs.question",
+        llm_column="extra.metadata.ls_model_name",
+        score_column="feedback.correctness",
+        cost_column="total_cost",
+    )
+    assert data.queries == ["2+2?", "capital of France?"]
+    assert data.llm_names == ["small", "large"]
+    np.testing.assert_array_equal(data.scores, [[1.0, 0.0], [1.0, 1.0]])
+    assert data.mean_costs() == pytest.approx({"small": 0.001, "large": 0.025})
+
+
+def test_a_long_export_row_without_feedback_is_an_unscored_answer_not_an_error() -> None:
+    runs = langsmith_runs()
+    runs.loc[1, "feedback.correctness"] = None
+    data = RoutingData.from_pandas(
+        runs,
+        query_column="inputs.question",
+        llm_column="extra.metadata.ls_model_name",
+        score_column="feedback.correctness",
+    )
+    assert data.mask.tolist() == [[True, False], [True, True]]
+
+
+def test_a_named_column_that_is_not_there_is_refused_naming_it_and_the_option() -> None:
+    with pytest.raises(DataError, match=r"'feedback\.score' \(score_column\)"):
+        RoutingData.from_pandas(
+            langsmith_runs(),
+            query_column="inputs.question",
+            llm_column="extra.metadata.ls_model_name",
+            score_column="feedback.score",
+        )
+
+
+def test_from_records_flattens_nested_runs_so_dotted_columns_name_their_fields() -> None:
+    runs = [
+        {"inputs": {"question": "q1"}, "model": "small", "feedback": {"correct": 1}},
+        {"inputs": {"question": "q1"}, "model": "large", "feedback": {"correct": 0}},
+    ]
+    data = RoutingData.from_records(
+        runs, query_column="inputs.question", llm_column="model", score_column="feedback.correct"
+    )
+    assert (data.queries, data.llm_names) == (["q1"], ["small", "large"])
+
+
+def test_from_file_passes_the_column_mapping_to_a_jsonl_export(tmp_path: Path) -> None:
+    path = write_jsonl(
+        tmp_path / "runs.jsonl",
+        [
+            {"inputs": {"question": "q1"}, "outputs": {"gpt": 1, "llama": 0}},
+            {"inputs": {"question": "q2"}, "outputs": {"gpt": 0, "llama": 1}},
+        ],
+    )
+    data = RoutingData.from_file(
+        path,
+        query_column="inputs.question",
+        llm_columns={"outputs.gpt": "gpt", "outputs.llama": "llama"},
+    )
+    assert data.llm_names == ["gpt", "llama"]
+    np.testing.assert_array_equal(data.scores, [[1, 0], [0, 1]])
+
+
+def test_a_wide_table_with_feedback_and_cost_columns_is_refused_naming_them() -> None:
+    frame = pd.DataFrame(
+        {
+            "inputs.question": ["q1", "q2"],
+            "gpt": [1.0, 0.0],
+            "llama": [0.0, 1.0],
+            "feedback.thumbs": [1, 0],
+            "total_cost": [0.01, 0.02],
+        }
+    )
+    with pytest.raises(DataError) as caught:
+        RoutingData.from_pandas(frame, query_column="inputs.question")
+    message = str(caught.value)
+    assert "'feedback.thumbs'" in message and "'total_cost'" in message
+    assert "llm_columns=['gpt', 'llama']" in message
+
+
+def test_a_wide_table_with_a_numeric_column_outside_zero_one_is_refused() -> None:
+    frame = pd.DataFrame({"query": ["q1", "q2"], "a": [1, 0], "b": [0, 1], "wait": [3.5, 7.0]})
+    with pytest.raises(DataError, match=r"'wait' \(2 values outside \[0, 1\]"):
+        RoutingData.from_pandas(frame)
+
+
+def test_a_latency_column_in_a_wide_csv_is_not_taken_as_an_llm(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text("query,a,b,latency_s\nq1,1,0,0.4\nq2,0,1,0.9\n", encoding="utf-8")
+    with pytest.raises(DataError, match="'latency_s'"):
+        RoutingData.from_file(path)
+    data = RoutingData.from_file(path, llm_columns=["a", "b"])
+    assert data.llm_names == ["a", "b"]
+
+
+def test_the_columns_taken_as_llms_are_logged(caplog: pytest.LogCaptureFixture) -> None:
+    frame = pd.DataFrame({"query": ["q1"], "a": [1.0], "b": [0.0]})
+    with caplog.at_level("INFO", logger="core.data"):
+        RoutingData.from_pandas(frame)
+    assert "LLM score columns {'a': 'a', 'b': 'b'}" in caplog.text
+
+
+def test_an_llm_column_with_one_text_cell_names_the_cell_instead_of_dropping_the_column(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "typo.csv"
+    path.write_text("query,a,b\nq0,1,0\nq1,0,1\nq2,oops,1\n", encoding="utf-8")
+    with pytest.raises(DataTypeError) as caught:
+        RoutingData.from_file(path)
+    assert_names(caught, 2, "'a'")
+    assert "'oops'" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "names", [("gpt-4", "GPT-4"), ("gpt-4", "gpt-4 "), ("gpt-4", " GPT-4")], ids=repr
+)
+def test_llm_names_that_differ_only_by_case_or_spaces_are_refused_naming_both(
+    names: tuple[str, str],
+) -> None:
+    rows = [{"query": "q", "scores": {names[0]: 1.0, names[1]: 0.0, "other": 0.0}}]
+    with pytest.raises(DataError) as caught:
+        RoutingData.from_records(rows)
+    assert repr(names[0]) in str(caught.value) and repr(names[1]) in str(caught.value)
+
+
+def test_llm_names_are_stripped_of_surrounding_spaces_in_every_layout() -> None:
+    records = RoutingData.from_records([{"query": "q", "scores": {" a ": 1, "b": 0}}])
+    long = RoutingData.from_records(
+        [{"query": "q", "llm": "a ", "score": 1}, {"query": "q", "llm": "b", "score": 0}]
+    )
+    wide = RoutingData.from_pandas(pd.DataFrame({"query": ["q"], " a": [1], "b ": [0]}))
+    assert records.llm_names == long.llm_names == wide.llm_names == ["a", "b"]
+
+
+def test_long_rows_whose_llm_differs_only_by_case_are_refused() -> None:
+    rows = [
+        {"query": "q", "llm": "gpt-4", "score": 1},
+        {"query": "q", "llm": "GPT-4", "score": 0},
+        {"query": "q", "llm": "llama", "score": 0},
+    ]
+    with pytest.raises(DataError, match="differ only by case"):
+        RoutingData.from_records(rows)
+
+
+def test_unscored_llms_lists_the_llms_no_query_scores() -> None:
+    data = RoutingData.from_records([record("q1", a=1, b=None), record("q2", a=0, b=None)])
+    assert data.unscored_llms() == ["b"]
+
+
+# ---------------------------------------------------------------------- unclear errors
+
+
+def test_a_json_object_whose_records_is_not_a_list_names_the_file_and_field(
+    tmp_path: Path,
+) -> None:
+    path = write_json(tmp_path / "five.json", {"records": 5})
+    with pytest.raises(DataTypeError, match=r"five\.json, field 'records'.*got 5"):
+        RoutingData.from_file(path)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".json"])
+def test_a_data_file_that_is_not_utf8_is_refused_naming_the_file(
+    tmp_path: Path, suffix: str
+) -> None:
+    path = tmp_path / f"latin1{suffix}"
+    text = "query,a,b\ncafé,1,0\n" if suffix == ".csv" else json.dumps([record("café", a=1, b=0)])
+    path.write_bytes(text.replace("\\u00e9", "é").encode("latin-1"))
+    with pytest.raises(DataError, match=r"latin1\.\w+: not UTF-8"):
+        RoutingData.from_file(path)
+
+
+def test_a_folder_passed_as_a_data_file_is_called_a_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "runs.json"
+    folder.mkdir()
+    with pytest.raises(DataError, match=r"runs\.json: is a folder"):
+        RoutingData.from_file(folder)
+
+
+@pytest.mark.parametrize("row", ["q1,1,0,1", "q1,1"], ids=["too many fields", "too few"])
+def test_a_ragged_csv_row_is_refused_naming_its_line(tmp_path: Path, row: str) -> None:
+    path = tmp_path / "ragged.csv"
+    path.write_text(f"query,a,b\nq0,1,0\n{row}\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"ragged\.csv, line 3: \d fields where the header has 3"):
+        RoutingData.from_file(path)
+
+
+def test_scores_keyed_by_numbers_name_the_field_and_the_key() -> None:
+    with pytest.raises(DataTypeError) as caught:
+        RoutingData.from_records([{"query": "q", "scores": {1: 1, 2: 0}}], source="app.json")
+    assert_names(caught, 0, "'scores'")
+    assert "app.json" in str(caught.value) and "got 1 (int)" in str(caught.value)
+
+
+def test_costs_given_as_a_list_name_the_file_field_and_value() -> None:
+    rows = [{"query": "q", "scores": {"a": 1, "b": 0}, "costs": [1, 2, 3]}]
+    with pytest.raises(DataTypeError) as caught:
+        RoutingData.from_records(rows, source="app.json")
+    assert_names(caught, 0, "'costs'")
+    assert "app.json" in str(caught.value) and "[1, 2, 3]" in str(caught.value)

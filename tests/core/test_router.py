@@ -401,7 +401,7 @@ def test_weights_that_do_not_match_the_encoder_config_are_a_router_file_error(
     ("name", "text", "named"),
     [
         ("config.json", "{not json", "config.json"),
-        ("config.json", '{"llm_names": ["a", "b"], "pooling": "max"}', "pooling"),
+        ("config.json", '{"llm_names": ["a", "b"], "pooling": "median"}', "pooling"),
         ("config.json", '{"llm_names": ["a"]}', "llm_names"),
         ("encoder_config.json", "{not json", "encoder_config.json"),
         ("encoder_config.json", '{"model_type": "no-such-model"}', "encoder_config.json"),

@@ -375,3 +375,33 @@ def test_an_encoding_cache_saved_and_loaded_serves_the_same_vectors_without_enco
     monkeypatch.setattr(router.model, "encode", None)  # any encoding would now fail
     assert len(loaded) == len(cache)
     assert torch.equal(loaded.encode(router, toy_data.queries, config), vectors)
+
+
+def test_fit_refuses_an_llm_that_no_training_query_scores(tiny_encoder: str) -> None:
+    rows = topic_records(8, seed=0)
+    for row in rows:
+        row["scores"]["never-scored"] = None
+    data = RoutingData.from_records(rows)
+    with pytest.raises(DataError, match=r"\['never-scored'\] have no score in the training data"):
+        core.fit(data, encoder=tiny_encoder, steps=1, batch_size=4, **FROZEN)
+
+
+def test_fit_refuses_an_llm_whose_only_scores_fell_in_the_validation_split(
+    tiny_encoder: str,
+) -> None:
+    data = RoutingData.from_records(topic_records(10, seed=0))
+    _, held_out = data.split_indices(0.1, seed=0)
+    scores = np.hstack([data.scores, np.full((len(data), 1), np.nan)])
+    scores[held_out[0], -1] = 1.0  # scored once, on a query fit holds out
+    rare = RoutingData(data.queries, [*data.llm_names, "rare"], scores, tasks=data.tasks)
+    with pytest.raises(DataError, match=r"\['rare'\] have no score in the training part"):
+        core.fit(rare, encoder=tiny_encoder, steps=1, batch_size=4, seed=0, **FROZEN)
+
+
+def test_fit_with_progress_false_prints_no_progress_bar(
+    tiny_encoder: str, capfd: pytest.CaptureFixture[str]
+) -> None:
+    data = RoutingData.from_records(topic_records(10, seed=0))
+    core.fit(data, encoder=tiny_encoder, steps=2, batch_size=4, encode_batch_size=4, **FROZEN)
+    err = capfd.readouterr().err
+    assert "encoding" not in err and "Loading weights" not in err and "it/s" not in err, err
