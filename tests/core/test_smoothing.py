@@ -200,10 +200,11 @@ def test_chunked_neighbour_means_match_the_unchunked_ones(monkeypatch: pytest.Mo
 
 
 def test_leave_one_out_matches_a_direct_count() -> None:
+    # Each LLM's prediction: the mean of its k nearest *other* queries that scored it.
     rng = np.random.default_rng(1)
     embeddings = rng.normal(size=(40, 5))
     scores = rng.integers(0, 2, size=(40, 4)).astype(float)
-    scores[rng.random(scores.shape) < 0.15] = np.nan
+    scores[rng.random(scores.shape) < 0.4] = np.nan
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     distance = 1 - unit @ unit.T
     np.fill_diagonal(distance, np.inf)  # a query is never its own neighbour
@@ -211,11 +212,30 @@ def test_leave_one_out_matches_a_direct_count() -> None:
     for k in (1, 3, 10, 39):
         rewards = []
         for i in range(40):
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                predicted = np.nanmean(scores[order[i, :k]], axis=0)
-            reward = scores[i, np.nan_to_num(predicted, nan=-np.inf).argmax()]
+            predicted = np.full(4, -np.inf)
+            for llm in range(4):
+                others = [j for j in order[i, :39] if not np.isnan(scores[j, llm])][:k]
+                if others:
+                    predicted[llm] = scores[others, llm].mean()
+            reward = scores[i, predicted.argmax()]
             if not np.isnan(reward):
                 rewards.append(reward)
         choice = choose_neighbours(embeddings, scores, np.zeros(40, dtype=int), (k,))
         assert choice.accuracy[0][k] == pytest.approx(np.mean(rewards))
+
+
+def test_missing_scores_are_imputed_from_the_nearest_queries_that_have_them() -> None:
+    # Five queries on a line; LLM "a" was scored only on the three right ones, "b" only on
+    # the two left ones. With two neighbours, each LLM's score of a query is the mean of the
+    # two nearest queries that *scored it*: never NaN, never a missing score counted as 0.
+    angles = np.array([0.0, 0.1, 1.0, 1.2, 1.5])
+    embeddings = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    nan = np.nan
+    scores = np.array([[nan, 1.0], [nan, 1.0], [1.0, nan], [1.0, nan], [0.0, nan]])
+    smoothed = smooth_scores(embeddings, scores, np.zeros(5, dtype=int), neighbours=2)
+    # "a" for query 0: its two nearest scored queries are 2 and 3, both 1.0.
+    assert smoothed[0, 0] == pytest.approx(1.0)
+    # Query 4 scored "a" itself (0.0): its own score and its nearest scored neighbour's.
+    assert smoothed[4, 0] == pytest.approx(0.5)
+    # "b" was scored on two queries only: every query takes their mean.
+    np.testing.assert_allclose(smoothed[:, 1], 1.0)
