@@ -27,8 +27,14 @@ import numpy as np
 import torch
 
 import core
-from benchmarks.common import PAPER_DATA, add_cache_option, open_cache, provenance, require_data
-from benchmarks.common import write_results
+from benchmarks.common import (
+    PAPER_DATA,
+    add_cache_option,
+    open_cache,
+    provenance,
+    require_data,
+    write_results,
+)
 from benchmarks.tuning import read_train_files
 from core.metrics import score_choices
 from core.trainer import EncodingCache, fit

@@ -142,9 +142,7 @@ def _leave_one_out(
             if len(observed) == 0:
                 continue
             reach = min(ks[-1] + 1, len(observed))
-            index = NearestNeighbors(n_neighbors=reach, metric="cosine").fit(
-                embeddings[observed]
-            )
+            index = NearestNeighbors(n_neighbors=reach, metric="cosine").fit(embeddings[observed])
             nearest = observed[index.kneighbors(embeddings[part], return_distance=False)]
             # Each query itself (when it scored this LLM) moved last and not counted; not
             # always in column 0, as equal vectors tie at distance 0.

@@ -416,7 +416,12 @@ def test_fit_without_task_labels_binarises_only_the_probability_scored_queries(
 
     monkeypatch.setattr(trainer, "build", spy)
     core.fit(
-        data, encoder=tiny_encoder, steps=1, smoothing_neighbours=0, validation_fraction=0.0, **FROZEN
+        data,
+        encoder=tiny_encoder,
+        steps=1,
+        smoothing_neighbours=0,
+        validation_fraction=0.0,
+        **FROZEN,
     )
     rows = {q: s for q, s in zip(data.queries, seen["scores"], strict=True)}
     np.testing.assert_array_equal(rows["math question 0"], [0.3, 0.0])
