@@ -113,8 +113,14 @@ def run_condition(
     return {
         "average": results["average"]["router"],
         "files": {name: row["router"] for name, row in results["files"].items()},
-        "best_single": results["average"]["best_single"],
-        "best_single_llm": results["average"]["best_single_llm"],
+        "best_single": {
+            "average": results["average"]["best_single"],
+            "llm": results["average"]["best_single_llm"],
+            "files": {
+                name: row["llms"][results["average"]["best_single_llm"]]
+                for name, row in results["files"].items()
+            },
+        },
         "selection": router.selection,
     }
 
@@ -142,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     train, tests, cache, share=share, task_labels=task_labels, seed=seed
                 )
                 runs.append(run)
-                best_single = {"average": run["best_single"], "llm": run["best_single_llm"]}
+                best_single = run["best_single"]  # the test files' own: the same every run
             averages = [run["average"] for run in runs]
             rows[name] = {
                 "hidden_share": share,
@@ -193,10 +199,10 @@ def report(rows: Mapping[str, Any], best_single: Mapping[str, Any], seeds: Seque
             f"| {row['mean']:.2f} | ± {row['std']:.2f} |"
         )
     if best_single:
+        cells = " | ".join(f"{best_single['files'][f]:.2f}" for f in files)
         lines.append(
-            f"| best single LLM ({best_single['llm']}) | | "
-            + " | " * len(files)
-            + f"{best_single['average']:.2f} | |"
+            f"| best single LLM ({best_single['llm']}) | | {cells} "
+            f"| {best_single['average']:.2f} | |"
         )
     lines += [
         "",
