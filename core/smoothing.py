@@ -98,11 +98,12 @@ def choose_neighbours(
     LLMs are ranked by their mean over the k nearest other queries of its group that scored
     them (as :func:`smooth_scores` averages), and the query scores the top-ranked LLM's own
     score. No training, and every query counts, so the choice is far steadier than one made
-    on a small validation split. A group of one query has nothing to learn from and keeps
-    the smallest candidate.
+    on a small validation split. Of the counts the estimates cannot tell apart, the widest
+    is taken (the one-standard-error rule; see :func:`_widest_within_one_standard_error`).
+    A group of one query has nothing to learn from and keeps the smallest candidate.
 
     Returns:
-        The best k of each group (the smallest on ties) and every candidate's mean score.
+        The chosen k of each group and every candidate's mean score.
     """
     labels = np.asarray(groups)
     per_group: dict[Hashable, int] = {}
@@ -111,15 +112,16 @@ def choose_neighbours(
         rows = np.flatnonzero(labels == label)
         key = label.item() if isinstance(label, np.generic) else label
         results = _leave_one_out(embeddings[rows], scores[rows], candidates)
-        per_group[key] = max(candidates, key=lambda k: (results.get(k, 0.0), -k))
-        accuracy[key] = results
+        per_group[key] = _widest_within_one_standard_error(results, candidates)
+        accuracy[key] = {k: mean for k, (mean, _) in results.items()}
     return NeighbourChoice(per_group, accuracy)
 
 
 def _leave_one_out(
     embeddings: np.ndarray, scores: np.ndarray, candidates: tuple[int, ...]
-) -> dict[int, float]:
-    """Mean score of each candidate's choice over one group's queries, each left out in turn.
+) -> dict[int, tuple[float, float]]:
+    """Mean score of each candidate's choice over one group's queries, each left out in turn,
+    and its standard error.
 
     One neighbour search per LLM serves every candidate: running sums over the queries that
     scored it, nearest first, give each k's means at once. Choices the query never scored
@@ -133,6 +135,7 @@ def _leave_one_out(
     ks = sorted({min(k, n - 1) for k in candidates})
     known = ~np.isnan(scores)
     totals = dict.fromkeys(ks, 0.0)
+    squares = dict.fromkeys(ks, 0.0)
     counted = dict.fromkeys(ks, 0)
     for part in _chunks(n, (ks[-1] + 1) * llms):
         sums = np.zeros((part.stop - part.start, len(ks), llms))  # (rows, K, T)
@@ -163,12 +166,33 @@ def _leave_one_out(
             reward = own[np.arange(len(own)), predicted.argmax(axis=1)]
             scored = ~np.isnan(reward)
             totals[k] += float(reward[scored].sum())
+            squares[k] += float((reward[scored] ** 2).sum())
             counted[k] += int(scored.sum())
-    return {
-        k: totals[min(k, n - 1)] / counted[min(k, n - 1)]
-        for k in candidates
-        if counted[min(k, n - 1)]
-    }
+    results = {}
+    for k in candidates:
+        c = min(k, n - 1)
+        if counted[c]:
+            mean = totals[c] / counted[c]
+            variance = max(squares[c] / counted[c] - mean**2, 0.0)
+            results[k] = (mean, float(np.sqrt(variance / counted[c])))
+    return results
+
+
+def _widest_within_one_standard_error(
+    results: Mapping[int, tuple[float, float]], candidates: tuple[int, ...]
+) -> int:
+    """The largest count whose mean is within one standard error of the best mean.
+
+    The one-standard-error rule of cross-validation: with most scores missing, few queries
+    count towards each estimate, and the best of eight noisy estimates is most often a small
+    count that fitted the noise; among counts the data cannot tell apart, the smoothest wins.
+    With no estimate at all, the smallest candidate.
+    """
+    if not results:
+        return min(candidates)
+    best = max(results, key=lambda k: (results[k][0], -k))
+    mean, error = results[best]
+    return max(k for k, (value, _) in results.items() if value >= mean - error)
 
 
 def _counts_per_group(neighbours: Neighbours, labels: np.ndarray) -> dict[Hashable, int]:

@@ -8,7 +8,7 @@ import pytest
 import core
 from core.config import SMOOTHING_CANDIDATES
 from core.errors import ConfigError
-from core.smoothing import choose_neighbours, smooth_scores
+from core.smoothing import _widest_within_one_standard_error, choose_neighbours, smooth_scores
 
 # Two tight pairs of queries on the plane, far from each other.
 EMBEDDINGS = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.05, 0.99]])
@@ -125,7 +125,7 @@ def test_each_group_gets_its_own_neighbour_count() -> None:
 def test_a_count_past_the_group_size_means_the_whole_group() -> None:
     choice = choose_neighbours(EMBEDDINGS, SCORES, np.zeros(4, dtype=int), (3, 50))
     assert choice.accuracy[0][3] == choice.accuracy[0][50]  # both: every other query
-    assert choice.per_group == {0: 3}  # the smaller count on a tie
+    assert choice.per_group == {0: 50}  # the wider count on a tie (here the same thing)
     smoothed = smooth_scores(EMBEDDINGS, SCORES, np.zeros(4, dtype=int), 50)
     np.testing.assert_allclose(smoothed, np.tile(SCORES.mean(axis=0), (4, 1)))
 
@@ -237,3 +237,14 @@ def test_missing_scores_are_imputed_from_the_nearest_queries_that_have_them() ->
     assert smoothed[4, 0] == pytest.approx(0.5)
     # "b" was scored on two queries only: every query takes their mean.
     np.testing.assert_allclose(smoothed[:, 1], 1.0)
+
+
+def test_the_widest_count_within_one_standard_error_of_the_best_is_chosen() -> None:
+    # 10 neighbours look best, but 200 trail by less than one standard error: the data cannot
+    # tell them apart, and the smoother one wins. 2000 trails by more and loses.
+    noisy = {10: (0.60, 0.02), 200: (0.59, 0.02), 2000: (0.55, 0.02)}
+    assert _widest_within_one_standard_error(noisy, (10, 200, 2000)) == 200
+    # A small count that is clearly better keeps its place.
+    clear = {10: (0.70, 0.01), 200: (0.60, 0.01)}
+    assert _widest_within_one_standard_error(clear, (10, 200)) == 10
+    assert _widest_within_one_standard_error({}, (10, 200)) == 10
