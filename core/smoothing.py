@@ -168,13 +168,13 @@ def _leave_one_out(
             totals[k] += float(reward[scored].sum())
             squares[k] += float((reward[scored] ** 2).sum())
             counted[k] += int(scored.sum())
-    results = {}
+    results: dict[int, tuple[float, float]] = {}
     for k in candidates:
         c = min(k, n - 1)
         if counted[c]:
-            mean = totals[c] / counted[c]
-            variance = max(squares[c] / counted[c] - mean**2, 0.0)
-            results[k] = (mean, float(np.sqrt(variance / counted[c])))
+            average = totals[c] / counted[c]
+            variance = max(squares[c] / counted[c] - average**2, 0.0)
+            results[k] = (average, float(np.sqrt(variance / counted[c])))
     return results
 
 
