@@ -54,6 +54,8 @@ ClusterSource = Literal["kmeans", "tasks"]
 # clusters against the loss's 5 gave 57.71 against 56.74 with every score, 54.95 against 52.74
 # with 70% hidden (seed 0, test files; not yet cross-validated on the train files).
 SMOOTHING_CLUSTERS = 20
+# ... but fewer on small data: a cluster of a handful of queries leaves nothing to smooth over.
+SMOOTHING_CLUSTER_QUERIES = 100
 # Batches sorted by length together, per window (as Hugging Face's group_by_length does).
 LENGTH_WINDOW = 16
 
@@ -484,7 +486,8 @@ class _Targets:
 
 def _smoothing_groups(data: RoutingData, pooled: torch.Tensor | None, seed: int) -> np.ndarray:
     """Where smoothing neighbours are looked for: the task labels, or without them (an app's
-    log) ``SMOOTHING_CLUSTERS`` k-means clusters of the queries.
+    log) ``SMOOTHING_CLUSTERS`` k-means clusters of the queries (one per
+    ``SMOOTHING_CLUSTER_QUERIES`` queries on smaller data).
 
     The sample-sample loss's 5 clusters are too coarse for this: a cluster that mixes two
     tasks (on the paper's data HumanEval with GSM8K, ARC with MMLU) gives both the same
@@ -494,7 +497,8 @@ def _smoothing_groups(data: RoutingData, pooled: torch.Tensor | None, seed: int)
     if data.tasks is not None:
         return np.asarray(data.tasks)
     assert pooled is not None  # fit encodes the queries whenever smoothing is on
-    return cluster_queries(pooled.numpy(), SMOOTHING_CLUSTERS, seed=seed)
+    count = max(1, min(SMOOTHING_CLUSTERS, len(data) // SMOOTHING_CLUSTER_QUERIES))
+    return cluster_queries(pooled.numpy(), count, seed=seed)
 
 
 def _choose_smoothing(targets: _Targets) -> dict[Hashable, int]:
