@@ -139,7 +139,8 @@ def test_a_per_group_count_must_cover_every_group() -> None:
     ("neighbours", "tasks", "chosen_for"),
     [
         (None, True, {"code", "chat", "math"}),  # one count per task
-        (None, False, {"0", "1", "2"}),  # no tasks: one per k-means cluster
+        # No tasks: one per smoothing cluster, one cluster per 100 queries (108 train here).
+        (None, False, {"0"}),
         (0, True, None),  # given: nothing chosen
         (3, True, None),
     ],
