@@ -22,8 +22,19 @@ if TYPE_CHECKING:
 
 def is_probability_scored(scores: np.ndarray) -> bool:
     """True when some known score is not a multiple of 0.1 (a probability-of-choice file)."""
-    known = scores[~np.isnan(scores)]
-    return bool(np.any(np.abs(known * 10 - np.round(known * 10)) > 1e-6))
+    return bool(probability_scored_rows(scores).any())
+
+
+def probability_scored_rows(scores: np.ndarray) -> np.ndarray:
+    """``(N,)``: True for each query with a known score that is not a multiple of 0.1.
+
+    The value pattern says what a query's scores are, whatever task it came from: a graded
+    score (a fraction of 10 samples, a pass or fail) is a multiple of 0.1, the probability of
+    a multiple-choice answer almost never is. A query whose known scores are all 0 reads as
+    graded; binarising it would change nothing.
+    """
+    known = np.where(np.isnan(scores), 0.0, scores)
+    return np.any(np.abs(known * 10 - np.round(known * 10)) > 1e-6, axis=-1)
 
 
 def metric_scores(scores: np.ndarray, binary: bool | None = None) -> np.ndarray:
@@ -33,8 +44,20 @@ def metric_scores(scores: np.ndarray, binary: bool | None = None) -> np.ndarray:
 
 
 def training_view(data: RoutingData, binary: bool | None = None) -> np.ndarray:
-    """``(N, T)`` scores as the metric sees them, task by task (binarised where probabilities)."""
-    tasks = np.array(data.tasks if data.tasks is not None else [""] * len(data))
+    """``(N, T)`` scores as the metric sees them (binarised where probabilities).
+
+    With task labels, each task is detected as a whole, as the metric detects a file. Without
+    them (an app's log), each query is detected on its own: over the whole data, one
+    multiple-choice query would binarise every graded score too.
+    """
+    if data.tasks is None:
+        if binary is not None:
+            return metric_scores(data.scores, binary)
+        rows = probability_scored_rows(data.scores)
+        view = data.scores.copy()
+        view[rows] = metric_scores(data.scores[rows], True)
+        return view
+    tasks = np.array(data.tasks)
     view = data.scores.copy()
     for task in dict.fromkeys(tasks.tolist()):
         rows = tasks == task
@@ -80,12 +103,18 @@ def reference_rows(
 
 
 def task_mean_accuracy(data: RoutingData, chosen: Sequence[int] | np.ndarray) -> float:
-    """Accuracy averaged over tasks (each with its own metric), as the paper averages."""
+    """Accuracy averaged over tasks (each with its own metric), as the paper averages.
+
+    Without task labels, the mean over queries of :func:`training_view`'s score of the chosen
+    LLM (unscored choices ignored): each query counted by its own value pattern.
+    """
     chosen = np.asarray(chosen)
-    tasks = data.tasks if data.tasks is not None else [""] * len(data)
+    if data.tasks is None:
+        picked = training_view(data)[np.arange(len(data)), chosen.astype(np.int64)]
+        return float(np.nanmean(picked)) if not np.isnan(picked).all() else 0.0
     values = []
-    for task in dict.fromkeys(tasks):
-        rows = np.array([i for i, t in enumerate(tasks) if t == task])
+    for task in dict.fromkeys(data.tasks):
+        rows = np.array([i for i, t in enumerate(data.tasks) if t == task])
         values.append(accuracy(data.scores[rows], chosen[rows]))
     return float(np.mean(values))
 
@@ -104,17 +133,32 @@ def evaluate(
     """
     if not datasets:
         raise DataError("nothing to evaluate: no data sets given")
-    files: dict[str, Any] = {}
+    chosen: dict[str, list[int]] = {}
     for name, data in datasets.items():
         decisions = router.route_batch(data.queries, **routing)
         columns = {llm: i for i, llm in enumerate(data.llm_names)}
         unknown = sorted({d.llm for d in decisions} - set(columns))
         if unknown:
             raise ValueError(f"{name}: the router chose LLMs with no score in the file: {unknown}")
-        chosen = [columns[d.llm] for d in decisions]
+        chosen[name] = [columns[d.llm] for d in decisions]
+    return score_choices(datasets, chosen, binary=binary)
+
+
+def score_choices(
+    datasets: Mapping[str, RoutingData],
+    chosen: Mapping[str, Sequence[int] | np.ndarray],
+    *,
+    binary: bool | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate`'s results for given choices: ``chosen[name]`` holds a score column per
+    query of ``datasets[name]``."""
+    if not datasets:
+        raise DataError("nothing to evaluate: no data sets given")
+    files: dict[str, Any] = {}
+    for name, data in datasets.items():
         refs = reference_rows(data.scores, data.llm_names, binary)
         files[name] = {
-            "router": 100 * accuracy(data.scores, chosen, binary),
+            "router": 100 * accuracy(data.scores, chosen[name], binary),
             "best_single": 100 * refs["best_single"],
             "best_single_llm": refs["best_single_llm"],
             "oracle": 100 * refs["oracle"],

@@ -13,8 +13,10 @@ from core.metrics import (
     evaluate,
     is_probability_scored,
     metric_scores,
+    probability_scored_rows,
     reference_rows,
     task_mean_accuracy,
+    training_view,
 )
 
 NAN = np.nan
@@ -89,6 +91,37 @@ def test_task_mean_accuracy_averages_over_tasks_not_queries() -> None:
     )
     # "big": 3/3 right; "small" (probability-scored): choosing x scores 0. Mean of 1 and 0.
     assert task_mean_accuracy(data, [0, 0, 0, 0]) == pytest.approx(0.5)
+
+
+# A log without task labels: a graded query (fractions of 10 samples) and a multiple-choice
+# one (probabilities of the right answer), with scores missing.
+UNLABELLED = RoutingData(
+    queries=["2+2?", "Which planet is largest?"],
+    llm_names=["x", "y", "z"],
+    scores=np.array([[0.3, NAN, 0.0], [NAN, 0.37, 0.0]]),
+)
+
+
+def test_probability_scored_rows_tell_each_query_by_its_own_values() -> None:
+    np.testing.assert_array_equal(probability_scored_rows(UNLABELLED.scores), [False, True])
+    assert not probability_scored_rows(np.array([[NAN, 0.0]])).any()
+
+
+def test_without_task_labels_only_probability_scored_queries_are_binarised() -> None:
+    # Over the whole log, the one probability would binarise the graded 0.3 to 1 as well.
+    view = training_view(UNLABELLED)
+    np.testing.assert_array_equal(view, [[0.3, NAN, 0.0], [NAN, 1.0, 0.0]])
+    np.testing.assert_array_equal(training_view(UNLABELLED, binary=False), UNLABELLED.scores)
+    np.testing.assert_array_equal(
+        training_view(UNLABELLED, binary=True), [[1.0, NAN, 0.0], [NAN, 1.0, 0.0]]
+    )
+
+
+def test_task_mean_accuracy_without_task_labels_counts_each_query_by_its_own_metric() -> None:
+    # Choosing x then y: 0.3 on the graded query (not 1), 1 on the multiple-choice one.
+    assert task_mean_accuracy(UNLABELLED, [0, 1]) == pytest.approx((0.3 + 1.0) / 2)
+    # An unscored choice is left out, as the metric leaves it out.
+    assert task_mean_accuracy(UNLABELLED, [0, 0]) == pytest.approx(0.3)
 
 
 def probability_file(toy: RoutingData) -> RoutingData:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pytest
 
 import core
 from core.config import SMOOTHING_CANDIDATES
 from core.errors import ConfigError
-from core.smoothing import choose_neighbours, smooth_scores
+from core.smoothing import _widest_within_one_standard_error, choose_neighbours, smooth_scores
 
 # Two tight pairs of queries on the plane, far from each other.
 EMBEDDINGS = np.array([[1.0, 0.0], [0.99, 0.05], [0.0, 1.0], [0.05, 0.99]])
@@ -127,7 +125,7 @@ def test_each_group_gets_its_own_neighbour_count() -> None:
 def test_a_count_past_the_group_size_means_the_whole_group() -> None:
     choice = choose_neighbours(EMBEDDINGS, SCORES, np.zeros(4, dtype=int), (3, 50))
     assert choice.accuracy[0][3] == choice.accuracy[0][50]  # both: every other query
-    assert choice.per_group == {0: 3}  # the smaller count on a tie
+    assert choice.per_group == {0: 50}  # the wider count on a tie (here the same thing)
     smoothed = smooth_scores(EMBEDDINGS, SCORES, np.zeros(4, dtype=int), 50)
     np.testing.assert_allclose(smoothed, np.tile(SCORES.mean(axis=0), (4, 1)))
 
@@ -141,7 +139,8 @@ def test_a_per_group_count_must_cover_every_group() -> None:
     ("neighbours", "tasks", "chosen_for"),
     [
         (None, True, {"code", "chat", "math"}),  # one count per task
-        (None, False, {"0", "1", "2"}),  # no tasks: one per k-means cluster
+        # No tasks: one per smoothing cluster, one cluster per 100 queries (108 train here).
+        (None, False, {"0"}),
         (0, True, None),  # given: nothing chosen
         (3, True, None),
     ],
@@ -200,10 +199,11 @@ def test_chunked_neighbour_means_match_the_unchunked_ones(monkeypatch: pytest.Mo
 
 
 def test_leave_one_out_matches_a_direct_count() -> None:
+    # Each LLM's prediction: the mean of its k nearest *other* queries that scored it.
     rng = np.random.default_rng(1)
     embeddings = rng.normal(size=(40, 5))
     scores = rng.integers(0, 2, size=(40, 4)).astype(float)
-    scores[rng.random(scores.shape) < 0.15] = np.nan
+    scores[rng.random(scores.shape) < 0.4] = np.nan
     unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
     distance = 1 - unit @ unit.T
     np.fill_diagonal(distance, np.inf)  # a query is never its own neighbour
@@ -211,11 +211,41 @@ def test_leave_one_out_matches_a_direct_count() -> None:
     for k in (1, 3, 10, 39):
         rewards = []
         for i in range(40):
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                predicted = np.nanmean(scores[order[i, :k]], axis=0)
-            reward = scores[i, np.nan_to_num(predicted, nan=-np.inf).argmax()]
+            predicted = np.full(4, -np.inf)
+            for llm in range(4):
+                others = [j for j in order[i, :39] if not np.isnan(scores[j, llm])][:k]
+                if others:
+                    predicted[llm] = scores[others, llm].mean()
+            reward = scores[i, predicted.argmax()]
             if not np.isnan(reward):
                 rewards.append(reward)
         choice = choose_neighbours(embeddings, scores, np.zeros(40, dtype=int), (k,))
         assert choice.accuracy[0][k] == pytest.approx(np.mean(rewards))
+
+
+def test_missing_scores_are_imputed_from_the_nearest_queries_that_have_them() -> None:
+    # Five queries on a line; LLM "a" was scored only on the three right ones, "b" only on
+    # the two left ones. With two neighbours, each LLM's score of a query is the mean of the
+    # two nearest queries that *scored it*: never NaN, never a missing score counted as 0.
+    angles = np.array([0.0, 0.1, 1.0, 1.2, 1.5])
+    embeddings = np.stack([np.cos(angles), np.sin(angles)], axis=1)
+    nan = np.nan
+    scores = np.array([[nan, 1.0], [nan, 1.0], [1.0, nan], [1.0, nan], [0.0, nan]])
+    smoothed = smooth_scores(embeddings, scores, np.zeros(5, dtype=int), neighbours=2)
+    # "a" for query 0: its two nearest scored queries are 2 and 3, both 1.0.
+    assert smoothed[0, 0] == pytest.approx(1.0)
+    # Query 4 scored "a" itself (0.0): its own score and its nearest scored neighbour's.
+    assert smoothed[4, 0] == pytest.approx(0.5)
+    # "b" was scored on two queries only: every query takes their mean.
+    np.testing.assert_allclose(smoothed[:, 1], 1.0)
+
+
+def test_the_widest_count_within_one_standard_error_of_the_best_is_chosen() -> None:
+    # 10 neighbours look best, but 200 trail by less than one standard error: the data cannot
+    # tell them apart, and the smoother one wins. 2000 trails by more and loses.
+    noisy = {10: (0.60, 0.02), 200: (0.59, 0.02), 2000: (0.55, 0.02)}
+    assert _widest_within_one_standard_error(noisy, (10, 200, 2000)) == 200
+    # A small count that is clearly better keeps its place.
+    clear = {10: (0.70, 0.01), 200: (0.60, 0.01)}
+    assert _widest_within_one_standard_error(clear, (10, 200)) == 10
+    assert _widest_within_one_standard_error({}, (10, 200)) == 10

@@ -405,3 +405,54 @@ def test_fit_with_progress_false_prints_no_progress_bar(
     core.fit(data, encoder=tiny_encoder, steps=2, batch_size=4, encode_batch_size=4, **FROZEN)
     err = capfd.readouterr().err
     assert "encoding" not in err and "Loading weights" not in err and "it/s" not in err, err
+
+
+# ---------------------------------------------------------------------- logs: no tasks, gaps
+
+
+def test_an_unobserved_best_llm_still_gets_a_target_from_the_nearest_queries_that_scored_it() -> (
+    None
+):
+    # Six queries on a line. "best" was scored only on the three right ones (1.0 each), "other"
+    # everywhere (0.5). Query 0's own neighbourhood never saw "best", yet its target must rank
+    # "best" first: imputed from the nearest queries that did score it, not left out.
+    angles = np.linspace(0.0, 1.5, 6)
+    pooled = torch.tensor(np.stack([np.cos(angles), np.sin(angles)], axis=1), dtype=torch.float32)
+    scores = np.array([[np.nan, 0.5]] * 3 + [[1.0, 0.5]] * 3)
+    targets = trainer._Targets(
+        [f"q{i}" for i in range(6)], scores, np.zeros_like(scores), np.zeros(6, dtype=int), pooled
+    )
+    smoothed = targets(2)
+    assert not np.isnan(smoothed).any()
+    assert (smoothed.argmax(axis=1) == 0).all()
+
+
+def test_fit_without_task_labels_binarises_only_the_probability_scored_queries(
+    tiny_encoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A graded query (0.3 of 10 samples right) beside multiple-choice ones (probabilities):
+    # the graded score must reach the loss as 0.3, the probabilities as 1 or 0.
+    records = [
+        {"query": f"math question {i}", "scores": {"x": 0.3, "y": 0.0}} for i in range(10)
+    ] + [{"query": f"quiz question {i}", "scores": {"x": 0.0, "y": 0.37}} for i in range(10)]
+    data = RoutingData.from_records(records)
+    assert data.tasks is None
+    seen: dict[str, np.ndarray] = {}
+    build = trainer.build
+
+    def spy(router: Router, queries: list[str], scores: np.ndarray, *args: Any) -> Any:
+        seen["scores"] = scores
+        return build(router, queries, scores, *args)
+
+    monkeypatch.setattr(trainer, "build", spy)
+    core.fit(
+        data,
+        encoder=tiny_encoder,
+        steps=1,
+        smoothing_neighbours=0,
+        validation_fraction=0.0,
+        **FROZEN,
+    )
+    rows = {q: s for q, s in zip(data.queries, seen["scores"], strict=True)}
+    np.testing.assert_array_equal(rows["math question 0"], [0.3, 0.0])
+    np.testing.assert_array_equal(rows["quiz question 0"], [0.0, 1.0])
