@@ -28,8 +28,10 @@ from .errors import (
     RouterDCError,
     RouterFileError,
     UnknownLLMError,
+    UnknownRunError,
 )
-from .routing import BaseRouter, Decision
+from .log import RoutingLog
+from .routing import BaseRouter, Decision, explore
 
 if TYPE_CHECKING:
     from .calibration import Calibration, calibrate
@@ -51,10 +53,13 @@ __all__ = [
     "RouterDCError",
     "RouterFileError",
     "RoutingData",
+    "RoutingLog",
     "TrainConfig",
     "UnknownLLMError",
+    "UnknownRunError",
     "__version__",
     "calibrate",
+    "explore",
     "fit",
     "load",
 ]

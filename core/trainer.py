@@ -91,6 +91,7 @@ def fit(
     history_path: str | Path | None = None,
     progress: bool = True,
     encoding_cache: EncodingCache | None = None,
+    sample_weights: Sequence[float] | np.ndarray | None = None,
     **overrides: Any,
 ) -> Router:
     """Train a router on ``data``.
@@ -112,6 +113,11 @@ def fit(
         progress: show a progress bar with the loss and the time left.
         encoding_cache: reuse the frozen encoder's outputs across fits (seeds, ablations)
             that share an encoder, pooling and max length; filled as queries are encoded.
+        sample_weights: ``(N,)`` weights > 0 of the training queries, used in the neighbour
+            means (self-normalised: sum w * score / sum w over the neighbours that scored an
+            LLM); by default ``data.sample_weights`` when the data has them (a routing log's
+            clipped inverse propensities, :meth:`RoutingData.from_log`). They act through
+            smoothing only, so they change nothing with ``smoothing_neighbours=0``.
 
     Returns:
         The best router by validation accuracy, with ``router.history`` set and, when the
@@ -130,11 +136,14 @@ def fit(
     torch.manual_seed(config.seed)
 
     cluster_labels = _given_clusters(data, clusters)
+    weights = _sample_weights(data, sample_weights)
     if validation is None and config.validation_fraction > 0 and len(data) >= 20:
         train_rows, val_rows = data.split_indices(config.validation_fraction, seed=config.seed)
         data, validation = data.subset(train_rows), data.subset(val_rows)
         if cluster_labels is not None:
             cluster_labels = cluster_labels[train_rows]
+        if weights is not None:
+            weights = weights[train_rows]
     if validation is not None:
         validation = _align_llms(validation, data.llm_names)
     penalty = _cost_penalty(data, cost_rate)  # checked before the slow encoding pass
@@ -177,6 +186,7 @@ def fit(
         penalty,
         np.asarray(data.tasks) if data.tasks is not None else cluster_labels,
         pooled,
+        weights,
     )
     neighbours: Neighbours
     if smoothing is None:
@@ -421,6 +431,24 @@ def _given_clusters(
     return labels_to_ids(labels.tolist())
 
 
+def _sample_weights(
+    data: RoutingData, given: Sequence[float] | np.ndarray | None
+) -> np.ndarray | None:
+    """The checked ``(N,)`` sample weights: ``given``, else the data's own, else None."""
+    if given is None:
+        given = getattr(data, "sample_weights", None)
+        if given is None:
+            return None
+    weights = np.asarray(given, dtype=np.float64)
+    if weights.shape != (len(data),):
+        raise DataError(f"sample_weights has shape {weights.shape}, expected ({len(data)},)")
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights <= 0))
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"row {row}, field 'sample_weights': must be > 0, got {weights[row]!r}")
+    return weights
+
+
 def _align_llms(data: RoutingData, llm_names: list[str]) -> RoutingData:
     """``data`` with its score columns in ``llm_names`` order (NaN for LLMs it lacks)."""
     unknown = [n for n in data.llm_names if n not in llm_names]
@@ -452,12 +480,36 @@ class _Targets:
     penalty: np.ndarray  # (N, T)
     groups: np.ndarray  # (N,) task or cluster: where neighbours are looked for
     pooled: torch.Tensor | None  # (N, D) untrained encoder outputs
+    weights: np.ndarray | None = None  # (N,) sample weights of the neighbour means
 
     def __call__(self, neighbours: Neighbours) -> np.ndarray:
         if neighbours == 0:
             return self.scores - self.penalty
         vectors, scores, groups, inverse = self.distinct
-        return smooth_scores(vectors, scores, groups, neighbours)[inverse] - self.penalty
+        if self.weights is None:
+            return smooth_scores(vectors, scores, groups, neighbours)[inverse] - self.penalty
+        # sum w * s / sum w over the neighbours that scored each LLM: the ratio of two plain
+        # neighbour means over the same scored cells (their counts cancel).
+        weighted, weight = self.distinct_weighted
+        smoothed = smooth_scores(vectors, weighted, groups, neighbours) / smooth_scores(
+            vectors, weight, groups, neighbours
+        )
+        return smoothed[inverse] - self.penalty
+
+    @functools.cached_property
+    def distinct_weighted(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per distinct query and LLM: sum of w * score and sum of w over its scored copies
+        (NaN where none scored it)."""
+        assert self.weights is not None
+        _, _, _, inverse = self.distinct
+        known = ~np.isnan(self.scores)
+        w = np.where(known, self.weights[:, None], 0.0)  # (N, T)
+        sums = np.zeros((int(inverse.max()) + 1, self.scores.shape[1]))
+        totals = np.zeros_like(sums)
+        np.add.at(sums, inverse, np.where(known, self.scores, 0.0) * w)
+        np.add.at(totals, inverse, w)
+        scored = totals > 0
+        return np.where(scored, sums, np.nan), np.where(scored, totals, np.nan)
 
     @functools.cached_property
     def distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
