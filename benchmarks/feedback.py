@@ -159,9 +159,15 @@ def run_seed(
     traffic = rng.permutation(np.setdiff1d(np.arange(len(train)), labelled))
     rounds = np.array_split(traffic, args.rounds)
     revealed_view = training_view(train)  # outcomes as the metric counts them: right = 1
-    seed_set = without_tasks(train.subset(labelled))
+    # A fifth of the seed set picks every router's checkpoints: outcomes in the log would do
+    # it badly (only the chosen LLM is scored, so a query counts only where a router agrees).
+    held = np.zeros(len(labelled), dtype=bool)
+    held[rng.permutation(len(labelled))[: len(labelled) // 5]] = True
+    validation = train.subset(np.asarray(labelled)[held])
+    seed_set = without_tasks(train.subset(np.asarray(labelled)[~held]))
     evaluate = Evaluation(test, cache)
     options = {
+        "validation": validation,
         "train_encoder": False,
         "seed": seed,
         "encoding_cache": cache,
@@ -373,11 +379,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--routerbench", action="store_true", help="also run on RouterBench")
     parser.add_argument("--quick", action="store_true", help="one seed, two rounds, 200 steps")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
+    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
     add_cache_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.seeds, args.rounds, args.steps = args.seeds[:1], 2, 200
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # Head-only training on a shared CPU: more intra-op threads only spin (tests/conftest.py).
+    torch.set_num_threads(args.threads)
     logging.getLogger("core.log").setLevel(logging.ERROR)
     cache = open_cache(args.encoding_cache)
     started = time.perf_counter()

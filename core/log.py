@@ -140,8 +140,8 @@ class LoggedData(RoutingData):
     Attributes:
         run_ids: the call of each row.
         propensities: ``(N,)`` probability with which the logging policy chose the LLM.
-        sample_weights: ``(N,)`` clipped inverse propensities, or None (no correction);
-            ``core.fit`` uses them by default.
+        sample_weights: ``(N,)`` clipped inverse propensities (ones with
+            ``weighting="none"``); ``core.fit`` uses them by default.
         vectors: ``(N, D)`` pooled encoder vectors of logs kept without query text, else None.
         vector_key: the (encoder, pooling, max tokens) the vectors came from.
     """
@@ -532,7 +532,8 @@ class RoutingLog:
         uniform routing, not on those the router already sent it.
 
         Args:
-            weighting: ``"ips"`` (corrected) or ``"none"`` (each outcome counts once).
+            weighting: ``"ips"`` (corrected) or ``"none"`` (every weight 1: each outcome counts
+                once, through the same estimator).
             clip: the largest weight, >= 1.
 
         Raises:
@@ -564,7 +565,10 @@ class RoutingLog:
             vectors = np.stack([_vector_of(c) for c in scored])
             key = self._info(self._connect(), "vector_key")
             vector_key = None if key is None else (str(key[0]), str(key[1]), int(key[2]))
-        weights = np.minimum(1.0 / propensities, clip) if weighting == "ips" else None
+        if weighting == "ips":
+            weights = np.minimum(1.0 / propensities, clip)
+        else:
+            weights = np.ones(len(scored))
         return LoggedData(
             queries=queries,
             llm_names=list(names),

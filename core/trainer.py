@@ -17,7 +17,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +49,9 @@ from .smoothing import Neighbours, choose_neighbours, smooth_scores
 logger = logging.getLogger(__name__)
 
 ClusterSource = Literal["kmeans", "tasks"]
+# With sample weights (a routing log), each neighbour mean starts from this many pseudo-outcomes
+# at the LLM's overall mean: an LLM seen on one or two neighbours stays near its mean.
+PRIOR_OBSERVATIONS = 2.0
 # Batches sorted by length together, per window (as Hugging Face's group_by_length does).
 LENGTH_WINDOW = 16
 
@@ -431,6 +434,17 @@ def _given_clusters(
     return labels_to_ids(labels.tolist())
 
 
+def _neighbourhood_sizes(groups: np.ndarray, neighbours: Neighbours) -> np.ndarray:
+    """``(Q,)``: how many queries each query's neighbour mean spans (k, or its group's size)."""
+    labels, sizes = np.unique(groups, return_counts=True)
+    size_of = dict(zip(labels.tolist(), sizes.tolist(), strict=True))
+    out = np.empty(len(groups))
+    for row, label in enumerate(groups.tolist()):
+        k = neighbours[label] if isinstance(neighbours, Mapping) else neighbours
+        out[row] = min(int(k), size_of[label])
+    return out
+
+
 def _sample_weights(
     data: RoutingData, given: Sequence[float] | np.ndarray | None
 ) -> np.ndarray | None:
@@ -488,13 +502,25 @@ class _Targets:
         vectors, scores, groups, inverse = self.distinct
         if self.weights is None:
             return smooth_scores(vectors, scores, groups, neighbours)[inverse] - self.penalty
-        # sum w * s / sum w over the neighbours that scored each LLM: the ratio of two plain
-        # neighbour means over the same scored cells (their counts cancel).
-        weighted, weight = self.distinct_weighted
-        smoothed = smooth_scores(vectors, weighted, groups, neighbours) / smooth_scores(
-            vectors, weight, groups, neighbours
-        )
-        return smoothed[inverse] - self.penalty
+        return self.weighted_means(neighbours)[inverse] - self.penalty
+
+    def weighted_means(self, neighbours: Neighbours) -> np.ndarray:
+        """Per distinct query: (sum w * s + m * prior) / (sum w + m) over its neighbours that
+        scored each LLM, m = ``PRIOR_OBSERVATIONS`` and the prior the LLM's weighted mean
+        over all queries. The outcome model of a routing log: with one score per query, an
+        LLM seen on two neighbours would otherwise get their mean, and the luckiest of the
+        rarely-seen LLMs would win every neighbourhood."""
+        vectors, _, groups, _ = self.distinct
+        weighted, weight = self.distinct_weighted  # (Q, T), NaN where unscored
+        scored = ~np.isnan(weight)
+        # Neighbour means of w * s, of w and of "scored": ratios of sums over the same cells.
+        mean_ws = np.nan_to_num(smooth_scores(vectors, weighted, groups, neighbours))
+        mean_w = np.nan_to_num(smooth_scores(vectors, weight, groups, neighbours))
+        share = smooth_scores(vectors, scored.astype(float), groups, neighbours)
+        size = _neighbourhood_sizes(groups, neighbours)[:, None]  # (Q, 1)
+        sum_ws, sum_w = mean_ws * share * size, mean_w * share * size
+        prior = np.nansum(weighted, axis=0) / np.maximum(np.nansum(weight, axis=0), 1e-12)
+        return (sum_ws + PRIOR_OBSERVATIONS * prior) / (sum_w + PRIOR_OBSERVATIONS)
 
     @functools.cached_property
     def distinct_weighted(self) -> tuple[np.ndarray, np.ndarray]:

@@ -134,7 +134,7 @@ def test_a_score_outside_the_unit_interval_or_nan_is_refused_by_name(
 
 def test_a_non_number_score_is_a_type_error(log: RoutingLog) -> None:
     log.record(decision(), query="q", run_id="r", llm_names=LLMS)
-    with pytest.raises(core.DataTypeError, match="field 'score'.*'good'"):
+    with pytest.raises(core.DataTypeError, match=r"field 'score'.*'good'"):
         log.record_outcome("r", "good")  # type: ignore[arg-type]
 
 
@@ -253,7 +253,8 @@ def test_from_log_gives_one_score_per_query_for_the_llm_that_answered(tmp_path: 
     assert data.sample_weights is not None
     np.testing.assert_allclose(data.sample_weights, [1.25, 10.0])
     plain = core.RoutingData.from_log(tmp_path / "routing.db", weighting="none")
-    assert isinstance(plain, LoggedData) and plain.sample_weights is None
+    assert isinstance(plain, LoggedData) and plain.sample_weights is not None
+    np.testing.assert_array_equal(plain.sample_weights, [1.0, 1.0])
 
 
 def test_from_log_without_any_outcome_says_there_is_nothing_to_train_on(log: RoutingLog) -> None:
@@ -304,7 +305,8 @@ _WRITER = """
 import sys, threading
 from core.log import RoutingLog
 from core.routing import Decision
-path, name, count, threads, durable = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+path, name = sys.argv[1], sys.argv[2]
+count, threads, durable = int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
 log = RoutingLog(path, durable=durable)
 llms = ["small", "medium", "large"]
 lock = threading.Lock()
@@ -417,9 +419,9 @@ def test_each_thread_writes_through_its_own_connection(log: RoutingLog) -> None:
 
 
 def test_fit_takes_the_logs_weights_in_its_neighbour_means(tmp_path: Path) -> None:
-    from core.trainer import _Targets
-
     import torch
+
+    from core.trainer import _Targets
 
     # Two queries, same neighbourhood; LLM 0 scored 1 (weight 1) and 0 (weight 9).
     scores = np.array([[1.0, np.nan], [0.0, 1.0]])
