@@ -434,6 +434,13 @@ def _given_clusters(
     return labels_to_ids(labels.tolist())
 
 
+def _weighted_mean(weighted: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``(T,)``: sum of w * s over sum of w per LLM (NaN where no query scored it)."""
+    total = np.nansum(weight, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, np.nansum(weighted, axis=0) / total, np.nan)
+
+
 def _neighbourhood_sizes(groups: np.ndarray, neighbours: Neighbours) -> np.ndarray:
     """``(Q,)``: how many queries each query's neighbour mean spans (k, or its group's size)."""
     labels, sizes = np.unique(groups, return_counts=True)
@@ -506,10 +513,12 @@ class _Targets:
 
     def weighted_means(self, neighbours: Neighbours) -> np.ndarray:
         """Per distinct query: (sum w * s + m * prior) / (sum w + m) over its neighbours that
-        scored each LLM, m = ``PRIOR_OBSERVATIONS`` and the prior the LLM's weighted mean
-        over all queries. The outcome model of a routing log: with one score per query, an
-        LLM seen on two neighbours would otherwise get their mean, and the luckiest of the
-        rarely-seen LLMs would win every neighbourhood."""
+        scored each LLM; m = ``PRIOR_OBSERVATIONS``, the prior the LLM's weighted mean over the
+        query's group (task or cluster; over all queries where the group never scored it).
+
+        The outcome model of a routing log: with one score per query, an LLM seen on two
+        neighbours would otherwise get their mean, and the luckiest of the rarely seen LLMs
+        would win every neighbourhood."""
         vectors, _, groups, _ = self.distinct
         weighted, weight = self.distinct_weighted  # (Q, T), NaN where unscored
         scored = ~np.isnan(weight)
@@ -519,7 +528,11 @@ class _Targets:
         share = smooth_scores(vectors, scored.astype(float), groups, neighbours)
         size = _neighbourhood_sizes(groups, neighbours)[:, None]  # (Q, 1)
         sum_ws, sum_w = mean_ws * share * size, mean_w * share * size
-        prior = np.nansum(weighted, axis=0) / np.maximum(np.nansum(weight, axis=0), 1e-12)
+        prior = _weighted_mean(weighted, weight)[None, :].repeat(len(groups), axis=0)  # (Q, T)
+        for label in np.unique(groups):  # the group's own mean where it scored the LLM
+            rows = groups == label
+            own = _weighted_mean(weighted[rows], weight[rows])
+            prior[rows] = np.where(np.isnan(own), prior[rows], own)
         return (sum_ws + PRIOR_OBSERVATIONS * prior) / (sum_w + PRIOR_OBSERVATIONS)
 
     @functools.cached_property
