@@ -39,6 +39,7 @@ from .config import (
 from .data import RoutingData
 from .encoder import load_encoder
 from .errors import ConfigError, DataError
+from .log import VECTOR_QUERY_PREFIX
 from .losses import SampleLLMLoss, SampleSampleLoss
 from .metrics import task_mean_accuracy, training_view
 from .model import RouterDCModel
@@ -334,6 +335,14 @@ class EncodingCache:
         """Pooled encoder outputs ``(N, D)`` on CPU; new queries in batches sorted by length."""
         prefix = (router.config.encoder, router.config.pooling, router.max_tokens)
         new = [q for q in dict.fromkeys(queries) if (*prefix, q) not in self._vectors]
+        text_free = [q for q in new if q.startswith(VECTOR_QUERY_PREFIX)]
+        if text_free:
+            raise DataError(
+                f"{len(text_free)} queries are vectors from a routing log kept without text "
+                f"(e.g. {text_free[0]!r}), and none was written by {prefix}: train a frozen-"
+                "encoder router on the encoder that wrote the log, with "
+                "encoding_cache=data.encoding_cache()"
+            )
         router.model.eval()
         batches = length_sorted_batches(new, config.encode_batch_size)
         for rows in tqdm(batches, desc="encoding", unit="batch", disable=len(batches) < 5):

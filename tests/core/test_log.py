@@ -449,3 +449,55 @@ def test_record_batch_timestamps_are_recent(log: RoutingLog) -> None:
     log.record(decision(), query="q", run_id="r", llm_names=LLMS)
     assert before - 1 <= log.calls()[0].created <= time.time() + 1
     assert json.loads(json.dumps(log.stats()))["calls"] == 1
+
+
+# ---------------------------------------------------------------------- training and the CLI
+
+
+def _toy_log(path: Path, router: BaseRouter, data: core.RoutingData, **options: object) -> None:
+    """Route the toy queries with exploration and reveal the chosen LLM's score for each."""
+    log = RoutingLog(path, **options)  # type: ignore[arg-type]
+    decisions = router.route_batch(
+        data.queries,
+        explore=0.5,
+        rng=np.random.default_rng(0),
+        log=log,
+        run_ids=[f"toy-{i}" for i in range(len(data))],
+    )
+    for i, made in enumerate(decisions):
+        log.record_outcome(f"toy-{i}", float(data.scores[i, data.llm_names.index(made.llm)]))
+
+
+def test_train_and_log_stats_work_from_the_command_line(
+    tmp_path: Path,
+    toy_data: core.RoutingData,
+    tiny_encoder: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from core import cli
+
+    path = tmp_path / "routing.db"
+    _toy_log(path, FixedRouter(toy_data.llm_names), toy_data)
+    assert cli.main(["log", "stats", str(path)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{len(toy_data)} calls, {len(toy_data)} outcomes (100.0%)" in printed
+    assert "math-llm" in printed and "%" in printed
+    out = tmp_path / "router"
+    argv = ["train", "--log", str(path), "--out", str(out), "--encoder", tiny_encoder]
+    assert cli.main([*argv, "--frozen-encoder", "--steps", "5", "--max-length", "32"]) == 0
+    assert core.load(out).llm_names == toy_data.llm_names
+    assert "the log holds 120 calls with an outcome" in capsys.readouterr().out
+
+
+def test_a_log_without_text_trains_a_frozen_router_on_its_vectors_only(
+    tmp_path: Path, toy_data: core.RoutingData, tiny_router: core.Router, tiny_encoder: str
+) -> None:
+    path = tmp_path / "private.db"
+    _toy_log(path, tiny_router, toy_data, store_queries=False)
+    data = core.RoutingData.from_log(path)
+    assert not any(q in toy_data.queries for q in data.queries)
+    options = {"encoder": tiny_encoder, "train_encoder": False, "steps": 5, "progress": False}
+    trained = core.fit(data, max_length=64, encoding_cache=data.encoding_cache(), **options)
+    assert trained.llm_names == toy_data.llm_names
+    with pytest.raises(core.DataError, match="vectors from a routing log kept without text"):
+        core.fit(data, max_length=32, encoding_cache=data.encoding_cache(), **options)
