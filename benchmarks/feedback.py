@@ -397,6 +397,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         run_seed(train, test, seed=s, args=args, cache=cache) for s in args.seeds
     ]
     datasets["routerdc-7llm"] = summary(runs["routerdc-7llm"], with_spend=False)
+    write(args, datasets, runs, time.perf_counter() - started)  # again after RouterBench
     if args.routerbench:
         bench_runs = []
         for s in args.seeds:
@@ -407,6 +408,16 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         runs["routerbench"] = bench_runs
         datasets["routerbench"] = summary(bench_runs, with_spend=True)
+        write(args, datasets, runs, time.perf_counter() - started)
+
+
+def write(
+    args: argparse.Namespace,
+    datasets: dict[str, Any],
+    runs: dict[str, list[dict[str, Any]]],
+    seconds: float,
+) -> None:
+    """feedback.json, .md and .png from what has run so far."""
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "encoding_cache")} | {
         "learners": {n: {"explore": e, "weighting": w} for n, (e, w) in LEARNERS.items()}
     }
@@ -419,7 +430,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "gap_closed": main_result["gap_closed"],
         "datasets": datasets,
         "runs": runs,
-        "seconds": time.perf_counter() - started,
+        "seconds": seconds,
     }
     json_path, md_path = write_results("feedback", payload, markdown(payload), folder=args.out)
     plot(payload, args.out / "feedback.png")

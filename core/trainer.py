@@ -521,32 +521,40 @@ class _Targets:
         return self.weighted_means(neighbours)[inverse] - self.penalty
 
     def weighted_means(self, neighbours: Neighbours) -> np.ndarray:
-        """Per distinct query: (sum w * s + m * prior) / (sum w + m) over its neighbours that
-        scored each LLM; m = ``PRIOR_OBSERVATIONS``, the prior the LLM's weighted mean over the
-        query's group (task or cluster; over all queries where the group never scored it).
+        """Per distinct query and LLM: (n * mean + m * prior) / (n + m), where mean is
+        sum w * s / sum w over the neighbours that scored the LLM, n their effective count
+        (sum w)^2 / sum w^2, m = ``PRIOR_OBSERVATIONS`` and the prior the LLM's weighted mean
+        over the query's group (task or cluster; over all queries where the group never
+        scored it).
 
         The outcome model of a routing log: with one score per query, an LLM seen on two
         neighbours would otherwise get their mean, and the luckiest of the rarely seen LLMs
         would win every neighbourhood."""
         vectors, _, groups, _ = self.distinct
-        weighted, weight = self.distinct_weighted  # (Q, T), NaN where unscored
+        weighted, weight, weight_squared = self.distinct_weighted  # (Q, T), NaN: unscored
         scored = ~np.isnan(weight)
-        # Neighbour means of w * s, of w and of "scored": ratios of sums over the same cells.
-        mean_ws = np.nan_to_num(smooth_scores(vectors, weighted, groups, neighbours))
-        mean_w = np.nan_to_num(smooth_scores(vectors, weight, groups, neighbours))
+        # Neighbour sums of w * s, w and w^2 over the scored cells: neighbour means times the
+        # share of neighbours that scored the LLM times the neighbourhood's size.
         share = smooth_scores(vectors, scored.astype(float), groups, neighbours)
-        size = _neighbourhood_sizes(groups, neighbours)[:, None]  # (Q, 1)
-        sum_ws, sum_w = mean_ws * share * size, mean_w * share * size
+        scale = share * _neighbourhood_sizes(groups, neighbours)[:, None]  # (Q, T)
+        sum_ws, sum_w, sum_w2 = (
+            np.nan_to_num(smooth_scores(vectors, values, groups, neighbours)) * scale
+            for values in (weighted, weight, weight_squared)
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(sum_w > 0, sum_ws / sum_w, 0.0)  # self-normalised IPS
+            # Kish's effective count: one outcome counts once, whatever its weight.
+            effective = np.where(sum_w > 0, sum_w**2 / sum_w2, 0.0)
         prior = _weighted_mean(weighted, weight)[None, :].repeat(len(groups), axis=0)  # (Q, T)
         for label in np.unique(groups):  # the group's own mean where it scored the LLM
             rows = groups == label
             own = _weighted_mean(weighted[rows], weight[rows])
             prior[rows] = np.where(np.isnan(own), prior[rows], own)
-        return (sum_ws + PRIOR_OBSERVATIONS * prior) / (sum_w + PRIOR_OBSERVATIONS)
+        return (effective * mean + PRIOR_OBSERVATIONS * prior) / (effective + PRIOR_OBSERVATIONS)
 
     @functools.cached_property
-    def distinct_weighted(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per distinct query and LLM: sum of w * score and sum of w over its scored copies
+    def distinct_weighted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per distinct query and LLM: sums of w * score, w and w^2 over its scored copies
         (NaN where none scored it)."""
         assert self.weights is not None
         _, _, _, inverse = self.distinct
@@ -556,8 +564,14 @@ class _Targets:
         totals = np.zeros_like(sums)
         np.add.at(sums, inverse, np.where(known, self.scores, 0.0) * w)
         np.add.at(totals, inverse, w)
+        squares = np.zeros_like(sums)
+        np.add.at(squares, inverse, w**2)
         scored = totals > 0
-        return np.where(scored, sums, np.nan), np.where(scored, totals, np.nan)
+        return (
+            np.where(scored, sums, np.nan),
+            np.where(scored, totals, np.nan),
+            np.where(scored, squares, np.nan),
+        )
 
     @functools.cached_property
     def distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
