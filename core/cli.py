@@ -162,7 +162,7 @@ def _add_log_training_options(parser: argparse.ArgumentParser) -> None:
         "default) or count every outcome once (none)",
     )
     parser.add_argument(
-        "--clip", type=float, default=10.0, help="largest inverse-propensity weight (default 10)"
+        "--clip", type=float, default=3.0, help="largest inverse-propensity weight (default 3)"
     )
 
 

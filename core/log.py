@@ -53,9 +53,11 @@ logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 # Inverse-propensity weights are capped here: an explored call (propensity epsilon / (C - 1),
-# 0.017 at epsilon 0.1 and 7 LLMs) counts at most ten times a greedy one, which bounds the
-# variance one lucky or unlucky explored call adds (the usual clipped-IPS trade-off).
-DEFAULT_WEIGHT_CLIP = 10.0
+# 0.017 at epsilon 0.1 and 7 LLMs: weight 60 unclipped) counts at most three times a greedy
+# one. The cap bounds the variance a few lucky explored calls add (the clipped-IPS trade-off):
+# on the paper's data a cap of 10 let them take over whole neighbourhoods and the retrained
+# router lost 7 points in the second round; 3 did not (benchmarks/feedback.py, one seed).
+DEFAULT_WEIGHT_CLIP = 3.0
 # How a query stored only as a vector is named in RoutingData (its queries must be strings).
 VECTOR_QUERY_PREFIX = "<query vector of run "
 Weighting = Literal["ips", "none"]

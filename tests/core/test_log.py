@@ -249,9 +249,12 @@ def test_from_log_gives_one_score_per_query_for_the_llm_that_answered(tmp_path: 
     np.testing.assert_array_equal(data.mask, [[False, True, False], [False, False, True]])
     assert data.scores[0, 1] == 1.0 and data.scores[1, 2] == 0.0
     assert data.costs is not None and data.costs[0, 1] == 0.01
-    # Weights are 1 / propensity, capped at the clip (1 / 0.05 = 20 -> 10).
+    # Weights are 1 / propensity, capped at the clip (1 / 0.05 = 20 -> 3).
     assert data.sample_weights is not None
-    np.testing.assert_allclose(data.sample_weights, [1.25, 10.0])
+    np.testing.assert_allclose(data.sample_weights, [1.25, 3.0])
+    clipped = core.RoutingData.from_log(tmp_path / "routing.db", clip=10.0)
+    assert isinstance(clipped, LoggedData) and clipped.sample_weights is not None
+    np.testing.assert_allclose(clipped.sample_weights, [1.25, 10.0])
     plain = core.RoutingData.from_log(tmp_path / "routing.db", weighting="none")
     assert isinstance(plain, LoggedData) and plain.sample_weights is not None
     np.testing.assert_array_equal(plain.sample_weights, [1.0, 1.0])
