@@ -11,9 +11,10 @@ was committed is there after any crash and a row that was not is not there at al
 Reading it back for training (:meth:`RoutingLog.to_routing_data`, also
 ``core.RoutingData.from_log``) gives one observed score per query, for the LLM that answered,
 and inverse-propensity weights ``min(1 / propensity, clip)`` that ``core.fit`` uses in its
-neighbour means, so the LLMs the router already favours do not look better than they are
-(Tsiourvas et al., 2025; the neighbour means are the outcome model of a doubly robust
-estimate, Dudík et al., 2011).
+neighbour means (self-normalised), so the LLMs the router already favours do not look better
+than they are (Tsiourvas et al., 2025, correct logged routing data for the logging policy with
+a doubly robust estimate, Dudík et al., 2011; here the neighbour means are the outcome model
+and the weights enter them, without a separate residual term).
 
 Example:
     >>> log = core.RoutingLog("routing.db")                          # doctest: +SKIP
