@@ -38,6 +38,8 @@ class Decision:
         explored: True when exploration chose ``llm`` instead of the top of the ranking.
         propensity: the probability with which the routing rule picked ``llm`` (1 without
             exploration); None when the decision was not made by a stated rule.
+        run_id: the call's id in the routing log it was written to (for ``record_outcome``);
+            None when it was not logged.
     """
 
     llm: str
@@ -45,6 +47,7 @@ class Decision:
     ranking: list[str] = field(default_factory=list)
     explored: bool = False
     propensity: float | None = None
+    run_id: str | None = None
 
     @property
     def probability(self) -> float:
@@ -196,7 +199,8 @@ class BaseRouter(ABC):
             generator = rng if rng is not None else np.random.default_rng()
             decisions = [_explore(d, explore, generator) for d in decisions]
         if log is not None:
-            log.record_batch(decisions, queries=queries, run_ids=run_ids, router=self)
+            ids = log.record_batch(decisions, queries=queries, run_ids=run_ids, router=self)
+            decisions = [replace(d, run_id=i) for d, i in zip(decisions, ids, strict=True)]
         return decisions
 
     def rank(self, query: str, **options: Any) -> list[tuple[str, float]]:

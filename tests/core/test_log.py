@@ -72,9 +72,13 @@ def test_route_with_log_writes_one_row_per_call_with_the_decision(log: RoutingLo
 
 
 def test_route_without_a_run_id_gets_a_fresh_uuid_for_each_call(log: RoutingLog) -> None:
-    FixedRouter().route_batch(["a", "b", "c"], log=log)
+    decisions = FixedRouter().route_batch(["a", "b", "c"], log=log)
     ids = [c.run_id for c in log.calls()]
     assert len(set(ids)) == 3 and all(len(i) == 36 for i in ids)
+    assert [d.run_id for d in decisions] == ids
+    log.record_outcome(decisions[1].run_id or "", 1.0)  # the decision says which call it was
+    assert [c.score for c in log.calls()] == [None, 1.0, None]
+    assert FixedRouter().route("not logged").run_id is None
 
 
 def test_answer_and_outcome_are_stored_on_the_call(log: RoutingLog) -> None:
