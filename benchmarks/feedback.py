@@ -358,6 +358,7 @@ def plot(payload: dict[str, Any], path: Path) -> None:
             axis.errorbar(rounds, values, yerr=spread, marker="o", capsize=3, label=label)
         axis.axhline(result["full_labels"], color="black", linestyle="--", label="full labels")
         axis.axhline(result["best_single"], color="grey", linestyle=":", label="best single LLM")
+        axis.set_xticks(rounds)
         axis.set_xlabel("round (0 = seed set only)")
         axis.set_ylabel("test accuracy, %")
         axis.set_title(dataset)
