@@ -381,6 +381,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="one seed, two rounds, 200 steps")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    parser.add_argument(
+        "--save-encoding-cache",
+        type=Path,
+        help="write the encoding cache here after each data set (RouterBench's prompts are not "
+        "in the shared 7-LLM cache; encoding them takes minutes on a busy CPU)",
+    )
     add_cache_option(parser)
     args = parser.parse_args(argv)
     if args.quick:
@@ -407,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench_runs.append(
                 run_seed(bench_train, bench_test, seed=s, args=bench_args, cache=cache)
             )
+        if args.save_encoding_cache is not None:
+            cache.save(args.save_encoding_cache)
         runs["routerbench"] = bench_runs
         datasets["routerbench"] = summary(bench_runs, with_spend=True)
         write(args, datasets, runs, time.perf_counter() - started)
@@ -419,9 +427,11 @@ def write(
     seconds: float,
 ) -> None:
     """feedback.json, .md and .png from what has run so far."""
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "encoding_cache")} | {
-        "learners": {n: {"explore": e, "weighting": w} for n, (e, w) in LEARNERS.items()}
-    }
+    settings = {
+        k: v
+        for k, v in vars(args).items()
+        if k not in ("out", "encoding_cache", "save_encoding_cache")
+    } | {"learners": {n: {"explore": e, "weighting": w} for n, (e, w) in LEARNERS.items()}}
     main_result = datasets["routerdc-7llm"]
     payload = {
         "provenance": provenance(settings),
