@@ -31,8 +31,10 @@ from .errors import (
     RouterFileError,
     RoutingError,
     UnknownLLMError,
+    UnknownRunError,
 )
-from .routing import BaseRouter, Decision
+from .log import RoutingLog
+from .routing import BaseRouter, Decision, explore
 
 if TYPE_CHECKING:
     from .calibration import Calibration, calibrate
@@ -59,10 +61,13 @@ __all__ = [
     "RouterFileError",
     "RoutingData",
     "RoutingError",
+    "RoutingLog",
     "TrainConfig",
     "UnknownLLMError",
+    "UnknownRunError",
     "__version__",
     "calibrate",
+    "explore",
     "fit",
     "load",
 ]

@@ -45,9 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train a router on routing data files")
-    train.add_argument("--data", nargs="+", required=True, help=".json, .jsonl or .csv files")
+    train.add_argument("--data", nargs="+", help=".json, .jsonl or .csv files")
     train.add_argument("--out", required=True, help="folder to save the router in")
     _add_recipe_options(train)
+    _add_log_training_options(train)
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("eval", help="accuracy per file against single LLMs and oracle")
@@ -124,6 +125,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.set_defaults(run=_export)
 
+    log = commands.add_parser("log", help="a routing log: its statistics, importing outcomes")
+    log_commands = log.add_subparsers(dest="log_command", required=True)
+    stats = log_commands.add_parser("stats", help="calls, outcomes, shares, accuracy per LLM")
+    stats.add_argument("path", help="the routing log (SQLite file)")
+    stats.add_argument("--json", help="also write the statistics to this JSON file")
+    stats.set_defaults(run=_log_stats)
+    outcomes = log_commands.add_parser("outcomes", help="record outcomes from a CSV/JSONL export")
+    outcomes.add_argument("path", help="the routing log (SQLite file)")
+    outcomes.add_argument("export", help=".csv or .jsonl with run_id and score")
+    outcomes.set_defaults(run=_log_outcomes)
+
     demo = commands.add_parser("demo", help="train, evaluate and route on the paper's data")
     demo.add_argument("--data-dir", help="local copy of the RouterDC data (else downloaded once)")
     demo.add_argument("--out", default="runs/demo-router", help="where to save the router")
@@ -180,6 +192,78 @@ def _add_recipe_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--history", help="write the training history here (JSON lines)")
 
 
+def _add_log_training_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--log", help="also (or only) train on the outcomes of this routing log (SQLite)"
+    )
+    parser.add_argument(
+        "--log-weighting",
+        choices=("ips", "none"),
+        default="ips",
+        help="correct for the logging policy with clipped inverse-propensity weights (ips, "
+        "default) or count every outcome once (none)",
+    )
+    parser.add_argument(
+        "--clip", type=float, default=3.0, help="largest inverse-propensity weight (default 3)"
+    )
+
+
+def _training_data(args: argparse.Namespace) -> tuple[RoutingData, Any, Any]:
+    """The data of ``--data`` and ``--log``, its sample weights and the log's encoding cache."""
+    if not args.data and not args.log:
+        raise SystemExit("train: give --data files, --log a routing log, or both")
+    parts = [RoutingData.from_files(args.data)] if args.data else []
+    weights, cache = None, None
+    if args.log:
+        import numpy as np
+
+        logged = RoutingData.from_log(args.log, weighting=args.log_weighting, clip=args.clip)
+        print(f"the log holds {len(logged)} calls with an outcome")
+        if logged.sample_weights is not None:
+            given = [np.ones(len(parts[0]))] if parts else []
+            weights = np.concatenate([*given, logged.sample_weights])
+        if logged.vectors is not None:
+            cache = logged.encoding_cache()
+        parts.append(logged)
+    data = parts[0] if len(parts) == 1 else RoutingData.concat(parts)
+    return data, weights, cache
+
+
+def _log_stats(args: argparse.Namespace) -> int:
+    from .log import RoutingLog
+
+    if not Path(args.path).is_file():
+        raise SystemExit(f"{args.path}: no such routing log")
+    stats = RoutingLog(args.path).stats()
+    share = stats["outcomes"] / stats["calls"] if stats["calls"] else 0.0
+    print(
+        f"{stats['calls']} calls, {stats['outcomes']} outcomes ({100 * share:.1f}%), "
+        f"{100 * stats['explored_share']:.1f}% explored"
+    )
+    width = max([len(name) for name in stats["llms"]] + [3])
+    print(f"{'LLM'.ljust(width)}  share  outcomes  observed score [95% interval]")
+    for name, row in stats["llms"].items():
+        if row["mean_score"] is None:
+            observed = "-"
+        else:
+            low, high = row["interval_95"]
+            observed = f"{100 * row['mean_score']:.1f}% [{100 * low:.1f}, {100 * high:.1f}]"
+        print(f"{name.ljust(width)}  {100 * row['share']:4.1f}%  {row['outcomes']:8d}  {observed}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(stats, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def _log_outcomes(args: argparse.Namespace) -> int:
+    from .log import RoutingLog
+
+    if not Path(args.path).is_file():
+        raise SystemExit(f"{args.path}: no such routing log")
+    count = RoutingLog(args.path).import_outcomes(args.export)
+    print(f"recorded {count} outcomes from {args.export}")
+    return 0
+
+
 def _recipe(args: argparse.Namespace) -> TrainConfig:
     """The default or the paper's recipe, with the options given on the command line."""
     base = TrainConfig.paper() if args.paper_recipe else TrainConfig()
@@ -227,7 +311,7 @@ def _costs(text: str | None) -> dict[str, float] | None:
 def _train(args: argparse.Namespace) -> int:
     from .trainer import fit
 
-    data = RoutingData.from_files(args.data)
+    data, weights, cache = _training_data(args)
     print(f"training on {len(data)} queries, {len(data.llm_names)} LLMs")
     start = time.perf_counter()
     router = fit(
@@ -236,6 +320,8 @@ def _train(args: argparse.Namespace) -> int:
         config=_recipe(args),
         cost_rate=args.cost_rate,
         history_path=args.history,
+        sample_weights=weights,
+        encoding_cache=cache,
     )
     router.save(args.out)
     for setting, value in router.selection.items():

@@ -42,6 +42,8 @@ from .errors import DataError, DataTypeError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .log import LoggedData
+
 logger = logging.getLogger(__name__)
 
 QUERY_FIELDS = ("query", "question", "prompt")
@@ -413,6 +415,16 @@ class RoutingData:
     ) -> RoutingData:
         """Read several files (each one a task, by default) and stack them."""
         return cls.concat([cls.from_file(p, llm_names=llm_names) for p in paths])
+
+    @classmethod
+    def from_log(cls, path: str | Path, **options: Any) -> LoggedData:
+        """The outcomes of a routing log, weighted for its logging policy; see
+        :meth:`core.log.RoutingLog.to_routing_data` (``weighting``, ``clip``)."""
+        from .log import RoutingLog
+
+        if not Path(path).is_file():
+            raise DataError(f"{path}: no such routing log")
+        return RoutingLog(path).to_routing_data(**options)
 
 
 # ---------------------------------------------------------------------- checks

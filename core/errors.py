@@ -36,6 +36,13 @@ class UnknownLLMError(RouterDCError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownRunError(RouterDCError, KeyError):
+    """A run id that is not in the routing log."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0]) if self.args else ""
+
+
 class RouterFileError(RouterDCError, OSError):
     """A saved router is missing a file, is truncated, or does not match its config."""
 

@@ -188,6 +188,17 @@ class Router(BaseRouter):
 
         return rename_llm(self, old, new)
 
+    @torch.inference_mode()
+    def pooled(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """The encoder's pooled outputs ``(N, D)``, before the head: with a frozen encoder,
+        the vectors ``core.fit`` trains the head on (what a text-free routing log keeps)."""
+        checked = self.check_queries(queries)
+        out = np.empty((len(checked), self.model.encoder.config.hidden_size), np.float32)
+        for rows in length_sorted_batches(checked, batch_size):
+            vectors = self.model.encode(**self.tokenize([checked[i] for i in rows]))
+            out[rows] = vectors.float().cpu().numpy()
+        return out
+
     # ------------------------------------------------------------------ persistence
 
     def save(self, path: str | Path) -> Path:

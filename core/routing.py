@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .config import RouterConfig
 from .errors import ConfigError, QueryError, QueryTypeError, RoutingError, UnknownLLMError
+
+if TYPE_CHECKING:
+    from .log import RoutingLog
 
 # Characters kept from the end of a query before tokenising: far more than max_length tokens
 # need, and it keeps a multi-megabyte query from stalling the tokenizer.
@@ -32,11 +35,19 @@ class Decision:
         probabilities: p(t | x) over the LLMs that were candidates for this call.
         ranking: those LLMs, best first (by probability, less the cost term when one is set);
             the order to fall back in when the chosen LLM fails.
+        explored: True when exploration chose ``llm`` instead of the top of the ranking.
+        propensity: the probability with which the routing rule picked ``llm`` (1 without
+            exploration); None when the decision was not made by a stated rule.
+        run_id: the call's id in the routing log it was written to (for ``record_outcome``);
+            None when it was not logged.
     """
 
     llm: str
     probabilities: dict[str, float]
     ranking: list[str] = field(default_factory=list)
+    explored: bool = False
+    propensity: float | None = None
+    run_id: str | None = None
 
     @property
     def probability(self) -> float:
@@ -65,6 +76,19 @@ class BaseRouter(ABC):
     @abstractmethod
     def embed(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """The router's query vectors ``(N, D)``."""
+
+    def pooled(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """The encoder's pooled outputs ``(N, D)`` (what a routing log keeps instead of text).
+
+        Raises:
+            NotImplementedError: this kind of router cannot give them.
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not expose its encoder's vectors")
+
+    @property
+    def encoding_key(self) -> tuple[str, str, int]:
+        """(encoder, pooling, max tokens): which vectors :meth:`pooled` gives."""
+        return (self.config.encoder, self.config.pooling, self.max_tokens)
 
     def check_queries(self, queries: Sequence[object]) -> list[str]:
         """The queries, checked; each keeps its last max_tokens * CHARS_PER_TOKEN_BOUND chars."""
@@ -99,6 +123,10 @@ class BaseRouter(ABC):
         costs: Mapping[str, float] | None = None,
         allowed: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
+        explore: float = 0.0,
+        rng: np.random.Generator | None = None,
+        log: RoutingLog | None = None,
+        run_id: str | None = None,
     ) -> Decision:
         """The best LLM for one query.
 
@@ -108,11 +136,24 @@ class BaseRouter(ABC):
             costs: dollars per call of each LLM; defaults to the prices seen in training.
             allowed: route only among these LLMs.
             exclude: never route to these (an LLM that is down).
+            explore: epsilon of :func:`explore`: the share of calls sent to another allowed
+                LLM, so a routing log holds evidence about every LLM; 0 (the default) never.
+            rng: the random source of exploration (a fresh unseeded one by default).
+            log: write the decision to this :class:`~core.log.RoutingLog`.
+            run_id: the call's id in the log (a LangChain run id, ...); a new uuid4 if None.
         """
         if not isinstance(query, str):
             raise QueryTypeError(f"query: expected a string, got {type(query).__name__}")
         return self.route_batch(
-            [query], cost_weight=cost_weight, costs=costs, allowed=allowed, exclude=exclude
+            [query],
+            cost_weight=cost_weight,
+            costs=costs,
+            allowed=allowed,
+            exclude=exclude,
+            explore=explore,
+            rng=rng,
+            log=log,
+            run_ids=None if run_id is None else [run_id],
         )[0]
 
     def route_batch(
@@ -124,8 +165,15 @@ class BaseRouter(ABC):
         allowed: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
         batch_size: int = 64,
+        explore: float = 0.0,
+        rng: np.random.Generator | None = None,
+        log: RoutingLog | None = None,
+        run_ids: Sequence[str] | None = None,
     ) -> list[Decision]:
         """Route many queries with batched encoder passes; same options as :meth:`route`.
+
+        With ``log``, every decision is written in one transaction (``run_ids``: one per query,
+        new uuid4s if None).
 
         Raises:
             RoutingError: the logits of a query are NaN or infinite (a broken router): no
@@ -137,6 +185,9 @@ class BaseRouter(ABC):
         queries = list(queries)
         candidates = self.candidates(allowed=allowed, exclude=exclude)
         penalty = self.cost_penalty(candidates, cost_weight, costs)
+        check_epsilon(explore)
+        if run_ids is not None and len(run_ids) != len(queries):
+            raise QueryError(f"run_ids: {len(run_ids)} ids for {len(queries)} queries")
         if len(queries) == 0:
             return []
         logits = _finite(self.logits(queries, batch_size=batch_size))[:, candidates]  # (N, C)
@@ -152,8 +203,15 @@ class BaseRouter(ABC):
                     llm=ranking[0],
                     probabilities={n: float(p) for n, p in zip(names, row_probs, strict=False)},
                     ranking=ranking,
+                    propensity=1.0,
                 )
             )
+        if explore > 0:
+            generator = rng if rng is not None else np.random.default_rng()
+            decisions = [_explore(d, explore, generator) for d in decisions]
+        if log is not None:
+            ids = log.record_batch(decisions, queries=queries, run_ids=run_ids, router=self)
+            decisions = [replace(d, run_id=i) for d, i in zip(decisions, ids, strict=True)]
         return decisions
 
     def rank(self, query: str, **options: Any) -> list[tuple[str, float]]:
@@ -194,6 +252,53 @@ def check_batch_size(batch_size: object) -> None:
         or batch_size < 1
     ):
         raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+
+
+def explore(decision: Decision, epsilon: float, rng: np.random.Generator) -> Decision:
+    """Epsilon-greedy exploration over a decision's candidates, with the propensity recorded.
+
+    The rule: with probability ``1 - epsilon`` keep the top of the ranking; with probability
+    ``epsilon`` pick uniformly among the *other* C - 1 candidates (C = ``len(ranking)``). So the
+    greedy LLM is chosen with propensity ``1 - epsilon`` and each other one with
+    ``epsilon / (C - 1)``; with one candidate there is nothing to explore (propensity 1). An
+    explored call's fallback order is the chosen LLM, then the rest of the ranking.
+
+    Args:
+        decision: what the router chose (its ``ranking`` holds the candidates).
+        epsilon: the share of calls that explore, in [0, 1].
+        rng: the random source.
+
+    Returns:
+        A new :class:`Decision` with ``explored`` and ``propensity`` set.
+
+    Example:
+        >>> d = Decision("a", {"a": 0.7, "b": 0.2, "c": 0.1}, ["a", "b", "c"])
+        >>> explore(d, 0.0, np.random.default_rng(0)).propensity
+        1.0
+    """
+    check_epsilon(epsilon)
+    ranking = decision.ranking or [decision.llm]
+    others = ranking[1:]
+    if not others or rng.random() >= epsilon:
+        return replace(decision, explored=False, propensity=1.0 - epsilon if others else 1.0)
+    chosen = others[int(rng.integers(len(others)))]
+    return replace(
+        decision,
+        llm=chosen,
+        ranking=[chosen, *(n for n in ranking if n != chosen)],
+        explored=True,
+        propensity=epsilon / len(others),
+    )
+
+
+# route_batch's ``explore`` argument hides the function there.
+_explore = explore
+
+
+def check_epsilon(epsilon: float) -> None:
+    """Raise :class:`ConfigError` unless ``epsilon`` is a number in [0, 1]."""
+    if not _is_number(epsilon) or not 0.0 <= float(epsilon) <= 1.0:
+        raise ConfigError(f"explore must be a number in [0, 1], got {epsilon!r}")
 
 
 def length_sorted_batches(queries: Sequence[str], batch_size: int) -> list[list[int]]:

@@ -17,7 +17,7 @@ import functools
 import json
 import logging
 import math
-from collections.abc import Hashable, Iterator, Sequence
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +41,7 @@ from .config import (
 from .data import RoutingData
 from .encoder import load_encoder, read_encoder_settings, resolve_encoder
 from .errors import ConfigError, DataError
+from .log import VECTOR_QUERY_PREFIX
 from .losses import SampleLLMLoss, SampleSampleLoss
 from .metrics import task_mean_accuracy, training_view
 from .model import RouterDCModel
@@ -58,6 +59,9 @@ ClusterSource = Literal["kmeans", "tasks"]
 SMOOTHING_CLUSTERS = 20
 # ... but fewer on small data: a cluster of a handful of queries leaves nothing to smooth over.
 SMOOTHING_CLUSTER_QUERIES = 100
+# With sample weights (a routing log), each neighbour mean starts from this many pseudo-outcomes
+# at the LLM's overall mean: an LLM seen on one or two neighbours stays near its mean.
+PRIOR_OBSERVATIONS = 2.0
 # Batches sorted by length together, per window (as Hugging Face's group_by_length does).
 LENGTH_WINDOW = 16
 
@@ -100,6 +104,7 @@ def fit(
     history_path: str | Path | None = None,
     progress: bool = True,
     encoding_cache: EncodingCache | None = None,
+    sample_weights: Sequence[float] | np.ndarray | None = None,
     **overrides: Any,
 ) -> Router:
     """Train a router on ``data``.
@@ -121,6 +126,11 @@ def fit(
         progress: show a progress bar with the loss and the time left.
         encoding_cache: reuse the frozen encoder's outputs across fits (seeds, ablations)
             that share an encoder, pooling and max length; filled as queries are encoded.
+        sample_weights: ``(N,)`` weights > 0 of the training queries, used in the neighbour
+            means (self-normalised: sum w * score / sum w over the neighbours that scored an
+            LLM); by default ``data.sample_weights`` when the data has them (a routing log's
+            clipped inverse propensities, :meth:`RoutingData.from_log`). They act through
+            smoothing only, so they change nothing with ``smoothing_neighbours=0``.
 
     Returns:
         The best router by validation accuracy, with ``router.history`` set and, when the
@@ -145,6 +155,7 @@ def fit(
 
     cluster_labels = _given_clusters(data, clusters)
     _refuse_unscored_llms(data, "the training data")
+    weights = _sample_weights(data, sample_weights)
     if validation is None and config.validation_fraction > 0 and len(data) >= 20:
         train_rows, val_rows = data.split_indices(config.validation_fraction, seed=config.seed)
         data, validation = data.subset(train_rows), data.subset(val_rows)
@@ -153,6 +164,8 @@ def fit(
         _refuse_unscored_llms(
             data, f"the training part (validation_fraction={config.validation_fraction} held out)"
         )
+        if weights is not None:
+            weights = weights[train_rows]
     if validation is not None:
         validation = _align_llms(validation, data.llm_names)
     penalty = _cost_penalty(data, cost_rate)  # checked before the slow encoding pass
@@ -196,6 +209,7 @@ def fit(
         penalty,
         _smoothing_groups(data, pooled, config.seed) if smoothing != 0 else cluster_labels,
         pooled,
+        weights,
     )
     neighbours: Neighbours
     if smoothing is None:
@@ -370,6 +384,14 @@ class EncodingCache:
         """
         prefix = (router.config.encoder, router.config.pooling, router.max_tokens)
         new = [q for q in dict.fromkeys(queries) if (*prefix, q) not in self._vectors]
+        text_free = [q for q in new if q.startswith(VECTOR_QUERY_PREFIX)]
+        if text_free:
+            raise DataError(
+                f"{len(text_free)} queries are vectors from a routing log kept without text "
+                f"(e.g. {text_free[0]!r}), and none was written by {prefix}: train a frozen-"
+                "encoder router on the encoder that wrote the log, with "
+                "encoding_cache=data.encoding_cache()"
+            )
         router.model.eval()
         batches = length_sorted_batches(new, config.encode_batch_size)
         quiet = not progress or len(batches) < 5
@@ -487,6 +509,42 @@ def _given_clusters(
     return labels_to_ids(labels.tolist())
 
 
+def _weighted_mean(weighted: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """``(T,)``: sum of w * s over sum of w per LLM (NaN where no query scored it)."""
+    total = np.nansum(weight, axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(total > 0, np.nansum(weighted, axis=0) / total, np.nan)
+
+
+def _neighbourhood_sizes(groups: np.ndarray, neighbours: Neighbours) -> np.ndarray:
+    """``(Q,)``: how many queries each query's neighbour mean spans (k, or its group's size)."""
+    labels, sizes = np.unique(groups, return_counts=True)
+    size_of = dict(zip(labels.tolist(), sizes.tolist(), strict=True))
+    out = np.empty(len(groups))
+    for row, label in enumerate(groups.tolist()):
+        k = neighbours[label] if isinstance(neighbours, Mapping) else neighbours
+        out[row] = min(int(k), size_of[label])
+    return out
+
+
+def _sample_weights(
+    data: RoutingData, given: Sequence[float] | np.ndarray | None
+) -> np.ndarray | None:
+    """The checked ``(N,)`` sample weights: ``given``, else the data's own, else None."""
+    if given is None:
+        given = getattr(data, "sample_weights", None)
+        if given is None:
+            return None
+    weights = np.asarray(given, dtype=np.float64)
+    if weights.shape != (len(data),):
+        raise DataError(f"sample_weights has shape {weights.shape}, expected ({len(data)},)")
+    bad = np.flatnonzero(~np.isfinite(weights) | (weights <= 0))
+    if bad.size:
+        row = int(bad[0])
+        raise DataError(f"row {row}, field 'sample_weights': must be > 0, got {weights[row]!r}")
+    return weights
+
+
 def _align_llms(data: RoutingData, llm_names: list[str]) -> RoutingData:
     """``data`` with its score columns in ``llm_names`` order (NaN for LLMs it lacks)."""
     unknown = [n for n in data.llm_names if n not in llm_names]
@@ -518,12 +576,68 @@ class _Targets:
     penalty: np.ndarray  # (N, T)
     groups: np.ndarray  # (N,) task or cluster: where neighbours are looked for
     pooled: torch.Tensor | None  # (N, D) untrained encoder outputs
+    weights: np.ndarray | None = None  # (N,) sample weights of the neighbour means
 
     def __call__(self, neighbours: Neighbours) -> np.ndarray:
         if neighbours == 0:
             return self.scores - self.penalty
         vectors, scores, groups, inverse = self.distinct
-        return smooth_scores(vectors, scores, groups, neighbours)[inverse] - self.penalty
+        if self.weights is None:
+            return smooth_scores(vectors, scores, groups, neighbours)[inverse] - self.penalty
+        return self.weighted_means(neighbours)[inverse] - self.penalty
+
+    def weighted_means(self, neighbours: Neighbours) -> np.ndarray:
+        """Per distinct query and LLM: (n * mean + m * prior) / (n + m), where mean is
+        sum w * s / sum w over the neighbours that scored the LLM, n their effective count
+        (sum w)^2 / sum w^2, m = ``PRIOR_OBSERVATIONS`` and the prior the LLM's weighted mean
+        over the query's group (task or cluster; over all queries where the group never
+        scored it).
+
+        The outcome model of a routing log: with one score per query, an LLM seen on two
+        neighbours would otherwise get their mean, and the luckiest of the rarely seen LLMs
+        would win every neighbourhood."""
+        vectors, _, groups, _ = self.distinct
+        weighted, weight, weight_squared = self.distinct_weighted  # (Q, T), NaN: unscored
+        scored = ~np.isnan(weight)
+        # Neighbour sums of w * s, w and w^2 over the scored cells: neighbour means times the
+        # share of neighbours that scored the LLM times the neighbourhood's size.
+        share = smooth_scores(vectors, scored.astype(float), groups, neighbours)
+        scale = share * _neighbourhood_sizes(groups, neighbours)[:, None]  # (Q, T)
+        sum_ws, sum_w, sum_w2 = (
+            np.nan_to_num(smooth_scores(vectors, values, groups, neighbours)) * scale
+            for values in (weighted, weight, weight_squared)
+        )
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(sum_w > 0, sum_ws / sum_w, 0.0)  # self-normalised IPS
+            # Kish's effective count: one outcome counts once, whatever its weight.
+            effective = np.where(sum_w > 0, sum_w**2 / sum_w2, 0.0)
+        prior = _weighted_mean(weighted, weight)[None, :].repeat(len(groups), axis=0)  # (Q, T)
+        for label in np.unique(groups):  # the group's own mean where it scored the LLM
+            rows = groups == label
+            own = _weighted_mean(weighted[rows], weight[rows])
+            prior[rows] = np.where(np.isnan(own), prior[rows], own)
+        return (effective * mean + PRIOR_OBSERVATIONS * prior) / (effective + PRIOR_OBSERVATIONS)
+
+    @functools.cached_property
+    def distinct_weighted(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per distinct query and LLM: sums of w * score, w and w^2 over its scored copies
+        (NaN where none scored it)."""
+        assert self.weights is not None
+        _, _, _, inverse = self.distinct
+        known = ~np.isnan(self.scores)
+        w = np.where(known, self.weights[:, None], 0.0)  # (N, T)
+        sums = np.zeros((int(inverse.max()) + 1, self.scores.shape[1]))
+        totals = np.zeros_like(sums)
+        np.add.at(sums, inverse, np.where(known, self.scores, 0.0) * w)
+        np.add.at(totals, inverse, w)
+        squares = np.zeros_like(sums)
+        np.add.at(squares, inverse, w**2)
+        scored = totals > 0
+        return (
+            np.where(scored, sums, np.nan),
+            np.where(scored, totals, np.nan),
+            np.where(scored, squares, np.nan),
+        )
 
     @functools.cached_property
     def distinct(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
