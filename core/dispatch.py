@@ -15,6 +15,10 @@ The metadata vocabulary (the keys of :meth:`Dispatch.metadata`), the same in bot
 - ``routerdc_ranking``: the candidates, best first: the fallback order.
 - ``routerdc_fallbacks``: one ``{"llm": ..., "error": "Type: message"}`` per LLM that failed
   before one answered, in the order tried.
+- ``routerdc_run_id``: the call's id in the routing log (``log=``), to record its outcome
+  with ``log.record_outcome(run_id, score)``; present only when the call was logged.
+- ``routerdc_explored``: True when exploration (``explore=``) sent the call to an LLM other
+  than the router's first choice; present only when exploring.
 
 Example:
     >>> dispatch = Dispatch(router.route(query), FallbackPolicy(timeout=30))  # doctest: +SKIP
@@ -31,13 +35,24 @@ import functools
 import itertools
 import logging
 import math
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from .errors import AllLLMsFailedError, ConfigError, LLMTimeoutError, QueryTypeError
-from .routing import Decision
+from .errors import (
+    AllLLMsFailedError,
+    ConfigError,
+    LLMTimeoutError,
+    QueryTypeError,
+    RouterDCError,
+)
+from .routing import Decision, check_epsilon
+
+if TYPE_CHECKING:
+    from .log import RoutingLog
 
 logger = logging.getLogger(__name__)
 
@@ -49,11 +64,13 @@ PROBABILITY = "routerdc_probability"
 PROBABILITIES = "routerdc_probabilities"
 RANKING = "routerdc_ranking"
 FALLBACKS = "routerdc_fallbacks"
+RUN_ID = "routerdc_run_id"
+EXPLORED = "routerdc_explored"
 METADATA_KEYS = (CHOSEN, ANSWERED_BY, PROBABILITY, PROBABILITIES, RANKING, FALLBACKS)
 
 # The per-call routing options both adapters accept (as call keyword arguments in LlamaIndex,
 # as ``config["configurable"]`` keys in LangChain).
-ROUTING_OPTIONS = ("cost_weight", "costs", "allowed", "exclude")
+ROUTING_OPTIONS = ("cost_weight", "costs", "allowed", "exclude", "explore")
 
 
 # ---------------------------------------------------------------------- options
@@ -68,14 +85,20 @@ class RoutingOptions:
         costs: dollars per call of each LLM; None keeps the prices seen in training.
         allowed: route only among these LLMs.
         exclude: never route to these LLMs.
+        explore: the share of calls sent to another allowed LLM (``core.explore``); 0 never.
+        log: a ``core.RoutingLog`` every decision (and who answered) is written to; not a
+            per-call option.
     """
 
     cost_weight: float = 0.0
     costs: Mapping[str, float] | None = None
     allowed: Sequence[str] | None = None
     exclude: Sequence[str] | None = None
+    explore: float = 0.0
+    log: RoutingLog | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
+        check_epsilon(self.explore)
         for name in ("allowed", "exclude"):
             value = getattr(self, name)
             if isinstance(value, str):
@@ -109,7 +132,7 @@ class RoutingOptions:
         costs = (
             sorted(self.costs.items(), key=repr) if isinstance(self.costs, Mapping) else self.costs
         )
-        return repr((self.cost_weight, costs, self.allowed, self.exclude))
+        return repr((self.cost_weight, costs, self.allowed, self.exclude, self.explore))
 
     def route_kwargs(self, llm_names: Sequence[str], usable: Sequence[str]) -> dict[str, Any]:
         """Keyword arguments of ``BaseRouter.route``; LLMs with nothing to call are excluded."""
@@ -122,6 +145,8 @@ class RoutingOptions:
             "costs": self.costs,
             "allowed": list(self.allowed) if self.allowed is not None else None,
             "exclude": exclude,
+            "explore": self.explore,
+            "log": self.log,
         }
 
 
@@ -182,6 +207,8 @@ class Dispatch:
         decision: the router's decision for this call.
         policy: how to fall back.
         query: the text routed on (for the record; None when not kept).
+        log: the routing log the decision was written to; the LLM that answers, and the
+            call's latency, are added to its row.
         answered_by: the LLM that answered; None until one has.
         failures: each LLM that failed, in the order tried, and its error.
     """
@@ -189,8 +216,10 @@ class Dispatch:
     decision: Decision
     policy: FallbackPolicy = field(default_factory=FallbackPolicy)
     query: str | None = None
+    log: RoutingLog | None = None
     answered_by: str | None = None
     failures: dict[str, BaseException] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
 
     @property
     def order(self) -> list[str]:
@@ -201,11 +230,16 @@ class Dispatch:
 
     def start_metadata(self) -> dict[str, Any]:
         """What is known before any LLM runs: the choice, its probability, the ranking."""
-        return {
+        record: dict[str, Any] = {
             CHOSEN: self.decision.llm,
             PROBABILITY: self.decision.probability,
             RANKING: list(self.decision.ranking),
         }
+        if self.decision.run_id is not None:
+            record[RUN_ID] = self.decision.run_id
+        if self.decision.explored:
+            record[EXPLORED] = True
+        return record
 
     def metadata(self) -> dict[str, Any]:
         """The whole record, under the keys of :data:`METADATA_KEYS`, as JSON-friendly values."""
@@ -239,7 +273,7 @@ class Dispatch:
             except self._handled() as err:
                 self._failed(llm, err)
                 continue
-            self.answered_by = llm
+            self._answered(llm)
             return result
         raise self._all_failed()
 
@@ -251,7 +285,7 @@ class Dispatch:
             except self._handled() as err:
                 self._failed(llm, err)
                 continue
-            self.answered_by = llm
+            self._answered(llm)
             return result
         raise self._all_failed()
 
@@ -272,7 +306,7 @@ class Dispatch:
             except self._handled() as err:
                 self._failed(llm, err)
                 continue
-            self.answered_by = llm
+            self._answered(llm)  # latency: to the first chunk
             return stream if first is _EMPTY else itertools.chain([first], stream)  # type: ignore[list-item]
         raise self._all_failed()
 
@@ -288,9 +322,23 @@ class Dispatch:
                     await _aclose(stream)
                 self._failed(llm, err)
                 continue
-            self.answered_by = llm
+            self._answered(llm)  # latency: to the first chunk
             return _prepend(first, stream)
         raise self._all_failed()
+
+    def _answered(self, llm: str) -> None:
+        """Note who answered; with a log, add it and the latency to the call's row."""
+        self.answered_by = llm
+        if self.log is None or self.decision.run_id is None:
+            return
+        try:
+            self.log.record_answer(
+                self.decision.run_id,
+                answered_by=llm,
+                latency_s=time.perf_counter() - self.started,
+            )
+        except (OSError, RouterDCError, sqlite3.Error) as err:  # the answer matters more
+            logger.warning("could not log who answered run %s: %s", self.decision.run_id, err)
 
     def _handled(self) -> tuple[type[BaseException], ...]:
         return (*self.policy.exceptions_to_handle, LLMTimeoutError)

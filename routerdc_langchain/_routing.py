@@ -177,5 +177,5 @@ def route_many(
                 results[i] = err
             continue
         for i, decision in zip(rows, decisions, strict=True):
-            results[i] = Dispatch(decision, policy, query=queries[i])
+            results[i] = Dispatch(decision, policy, query=queries[i], log=options[i].log)
     return [r if r is not None else QueryError("not routed") for r in results]

@@ -23,7 +23,7 @@ from langchain_core.runnables.config import ensure_config, run_in_executor
 from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
-from core import BaseRouter
+from core import BaseRouter, RoutingLog
 from core.dispatch import ROUTING_OPTIONS, Dispatch, FallbackPolicy, RoutingOptions
 from routerdc_langchain._routing import QueryFrom, Unmatched, route_many, usable_llms
 from routerdc_langchain.runnable import RunnableRouter
@@ -76,6 +76,8 @@ class ChatRouterDC(BaseChatModel):
     costs: dict[str, float] | None = None
     allowed: list[str] | None = None
     exclude: list[str] | None = None
+    explore: float = Field(default=0.0, ge=0, le=1)
+    log: RoutingLog | None = Field(default=None, exclude=True)
     max_fallbacks: int = Field(default=2, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,)
@@ -164,7 +166,9 @@ class ChatRouterDC(BaseChatModel):
         return usable_llms(self.router, self.models, self.unmatched, "models")
 
     def _options(self, per_call: Mapping[str, Any] | None = None) -> RoutingOptions:
-        options = RoutingOptions(self.cost_weight, self.costs, self.allowed, self.exclude)
+        options = RoutingOptions(
+            self.cost_weight, self.costs, self.allowed, self.exclude, self.explore, self.log
+        )
         return options.overridden_by(per_call or {})
 
     def _policy(self) -> FallbackPolicy:

@@ -22,7 +22,7 @@ from langchain_core.runnables.config import ensure_config
 from langgraph.types import Command
 from typing_extensions import NotRequired
 
-from core import BaseRouter
+from core import BaseRouter, RoutingLog
 from core.dispatch import Dispatch, FallbackPolicy, RoutingOptions
 from routerdc_langchain._routing import QueryFrom, Unmatched, query_of, usable_llms
 
@@ -86,6 +86,8 @@ class RouterDCMiddleware(AgentMiddleware[RouterDCState, Any, Any]):
         costs: Mapping[str, float] | None = None,
         allowed: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
+        explore: float = 0.0,
+        log: RoutingLog | None = None,
         max_fallbacks: int = 2,
         timeout: float | None = None,
         exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,),
@@ -102,7 +104,7 @@ class RouterDCMiddleware(AgentMiddleware[RouterDCState, Any, Any]):
         self.router = router
         self.models = dict(models)
         self.query_from = query_from
-        self.options = RoutingOptions(cost_weight, costs, allowed, exclude)
+        self.options = RoutingOptions(cost_weight, costs, allowed, exclude, explore, log)
         self.policy = FallbackPolicy(max_fallbacks, timeout, exceptions_to_handle)
         self.usable = usable_llms(router, self.models, unmatched, "models")
         route_kwargs = self.options.route_kwargs(router.llm_names, self.usable)
@@ -115,7 +117,7 @@ class RouterDCMiddleware(AgentMiddleware[RouterDCState, Any, Any]):
         decision = self.router.route(
             query, **options.route_kwargs(self.router.llm_names, self.usable)
         )
-        return Dispatch(decision, self.policy, query=query)
+        return Dispatch(decision, self.policy, query=query, log=options.log)
 
     def wrap_model_call(
         self,

@@ -28,7 +28,7 @@ from langchain_core.runnables.config import (
 from langchain_core.runnables.utils import gather_with_concurrency, get_unique_config_specs
 from pydantic import ConfigDict, Field
 
-from core import BaseRouter
+from core import BaseRouter, RoutingLog
 from core.dispatch import Dispatch, FallbackPolicy, RoutingOptions
 from routerdc_langchain._routing import QueryFrom, Unmatched, route_many, usable_llms
 
@@ -82,6 +82,8 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Output], Generic[O
     costs: dict[str, float] | None = None
     allowed: list[str] | None = None
     exclude: list[str] | None = None
+    explore: float = Field(default=0.0, ge=0, le=1)
+    log: RoutingLog | None = None
     max_fallbacks: int = Field(default=2, ge=0)
     timeout: float | None = Field(default=None, gt=0)
     exceptions_to_handle: tuple[type[BaseException], ...] = (Exception,)
@@ -145,7 +147,9 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Output], Generic[O
     # ------------------------------------------------------------------ routing
 
     def _options(self, config: RunnableConfig | None = None) -> RoutingOptions:
-        options = RoutingOptions(self.cost_weight, self.costs, self.allowed, self.exclude)
+        options = RoutingOptions(
+            self.cost_weight, self.costs, self.allowed, self.exclude, self.explore, self.log
+        )
         return options.overridden_by((config or {}).get("configurable") or {})
 
     def _policy(self) -> FallbackPolicy:

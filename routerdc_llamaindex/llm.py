@@ -25,7 +25,7 @@ from llama_index.core.bridge.pydantic import Field, SerializeAsAny
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 
-from core import BaseRouter
+from core import BaseRouter, RoutingLog
 from core.dispatch import ANSWERED_BY, ROUTING_OPTIONS, Dispatch, FallbackPolicy, RoutingOptions
 from core.errors import ConfigError, QueryError, UnknownLLMError
 
@@ -126,6 +126,8 @@ class RouterDCLLM(FunctionCallingLLM):
     costs: dict[str, float] | None = Field(default=None, description="Dollars per call.")
     allowed: list[str] | None = Field(default=None, description="Route only among these.")
     exclude: list[str] | None = Field(default=None, description="Never route to these.")
+    explore: float = Field(default=0.0, ge=0, le=1, description="Share of calls explored.")
+    log: RoutingLog | None = Field(default=None, exclude=True, description="Routing log.")
     max_fallbacks: int = Field(default=2, ge=0, description="Next-ranked LLMs to try.")
     timeout: float | None = Field(default=None, gt=0, description="Seconds per LLM.")
     exceptions_to_handle: tuple[type[BaseException], ...] = Field(
@@ -181,7 +183,9 @@ class RouterDCLLM(FunctionCallingLLM):
     # ------------------------------------------------------------------ routing
 
     def _options(self, per_call: Mapping[str, Any] | None = None) -> RoutingOptions:
-        options = RoutingOptions(self.cost_weight, self.costs, self.allowed, self.exclude)
+        options = RoutingOptions(
+            self.cost_weight, self.costs, self.allowed, self.exclude, self.explore, self.log
+        )
         return options.overridden_by(per_call or {}, strict=True)
 
     def _route_kwargs(self, options: RoutingOptions) -> dict[str, Any]:
@@ -194,7 +198,7 @@ class RouterDCLLM(FunctionCallingLLM):
         query = self._query(messages)
         decision = self.router.route(query, **self._route_kwargs(options))
         policy = FallbackPolicy(self.max_fallbacks, self.timeout, self.exceptions_to_handle)
-        return Dispatch(decision, policy, query=query)
+        return Dispatch(decision, policy, query=query, log=options.log)
 
     async def _adispatch(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Dispatch:
         # The encoder pass is CPU/GPU work; keep it off the event loop (routers are thread-safe).

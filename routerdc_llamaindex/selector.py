@@ -12,8 +12,9 @@ from llama_index.core.prompts.mixin import PromptDictType
 from llama_index.core.schema import QueryBundle
 from llama_index.core.tools.types import ToolMetadata
 
-from core import BaseRouter
+from core import BaseRouter, RoutingLog
 from core.errors import ConfigError
+from core.routing import check_epsilon
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +75,8 @@ class RouterDCSelector(BaseSelector):
         costs: Mapping[str, float] | None = None,
         allowed: Sequence[str] | None = None,
         choice_to_llm: Mapping[str, str] | None = None,
+        explore: float = 0.0,
+        log: RoutingLog | None = None,
     ) -> None:
         if not isinstance(router, BaseRouter):
             raise TypeError(f"router: expected a core.BaseRouter, got {type(router).__name__}")
@@ -88,6 +91,9 @@ class RouterDCSelector(BaseSelector):
         self.cost_weight = cost_weight
         self.costs = costs
         self.allowed = list(allowed) if allowed is not None else None
+        check_epsilon(explore)
+        self.explore = explore
+        self.log = log
 
     def _get_prompts(self) -> PromptDictType:
         return {}  # no prompt: the router decides
@@ -102,6 +108,8 @@ class RouterDCSelector(BaseSelector):
             cost_weight=self.cost_weight,
             costs=self.costs,
             allowed=list(index_of),
+            explore=self.explore,
+            log=self.log,
         )
         picked = decision.ranking[: self.max_outputs]
         logger.debug("routed %r to %s", query.query_str[:80], picked)
