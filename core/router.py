@@ -26,6 +26,7 @@ from .errors import (
     RouterFileError,
 )
 from .model import RouterDCModel
+from .ood import OOD_FILE, QueryDistribution
 from .routing import BaseRouter, length_sorted_batches
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,20 @@ class Router(BaseRouter):
         return out
 
     @torch.inference_mode()
+    def logits_and_vectors(
+        self, queries: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(N, T)`` and router vectors ``(N, D)`` from one encoder pass."""
+        checked = self.check_queries(queries)
+        logits = np.empty((len(checked), len(self.config.llm_names)), dtype=np.float32)
+        vectors = np.empty((len(checked), self.model.head.llm_embeddings.shape[1]), np.float32)
+        for rows in length_sorted_batches(checked, batch_size):
+            batch_logits, batch_vectors = self.model(**self.tokenize([checked[i] for i in rows]))
+            logits[rows] = batch_logits.float().cpu().numpy()
+            vectors[rows] = batch_vectors.float().cpu().numpy()
+        return logits, vectors
+
+    @torch.inference_mode()
     def embed(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """The router's query vectors ``(N, D)`` (after the projection, when there is one)."""
         checked = self.check_queries(queries)
@@ -143,6 +158,10 @@ class Router(BaseRouter):
             k: v.detach().float().contiguous().cpu() for k, v in self.model.state_dict().items()
         }
         save_file(state, str(folder / WEIGHTS_FILE), metadata=metadata)
+        if self.ood is not None:  # the training-query summary (core.ood); old routers lack it
+            self.ood.save(folder / OOD_FILE, backoff=self.ood_backoff)
+        else:  # a stale summary of another router must not be loaded with this one
+            (folder / OOD_FILE).unlink(missing_ok=True)
         # Written last: some tokenizers write a config.json of their own, and ours must win.
         self.config.to_json(folder / CONFIG_FILE)
         logger.info("saved router to %s", folder)
@@ -200,7 +219,10 @@ class Router(BaseRouter):
                 f"missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}"
             )
         model.load_state_dict(state, assign=True)  # reuse the loaded tensors: no second copy
-        return cls(model, _load_saved_tokenizer(folder, metadata), config, device=device)
+        router = cls(model, _load_saved_tokenizer(folder, metadata), config, device=device)
+        if (folder / OOD_FILE).is_file():
+            router.ood, router.ood_backoff = QueryDistribution.load(folder / OOD_FILE)
+        return router
 
 
 def load(path: str | Path, *, device: str | torch.device = "auto") -> Router:

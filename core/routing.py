@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import RouterConfig
 from .errors import ConfigError, QueryError, QueryTypeError, UnknownLLMError
+from .ood import DEFAULT_OOD_BACKOFF, QueryDistribution, back_off, check_backoff
 
 # Characters kept from the end of a query before tokenising: far more than max_length tokens
 # need, and it keeps a multi-megabyte query from stalling the tokenizer.
@@ -29,14 +30,22 @@ class Decision:
 
     Attributes:
         llm: the chosen LLM.
-        probabilities: p(t | x) over the LLMs that were candidates for this call.
+        probabilities: p(t | x) over the LLMs that were candidates for this call (after the
+            out-of-distribution back-off, when one applied; see :mod:`core.ood`).
         ranking: those LLMs, best first (by probability, less the cost term when one is set);
             the order to fall back in when the chosen LLM fails.
+        in_distribution: how typical of the training queries this query is, in [0, 1] (the
+            share of held-out training queries less similar to the training data than it);
+            None for a router saved without a training summary.
+        backed_off: whether the back-off towards the best LLM over the training data changed
+            the probabilities (``ood_backoff`` > 0 and ``in_distribution`` below it).
     """
 
     llm: str
     probabilities: dict[str, float]
     ranking: list[str] = field(default_factory=list)
+    in_distribution: float | None = None
+    backed_off: bool = False
 
     @property
     def probability(self) -> float:
@@ -48,10 +57,15 @@ class BaseRouter(ABC):
     """What every router offers: ``route``, ``route_batch``, ``rank``, ``probabilities``.
 
     Subclasses set ``config`` and ``max_tokens`` and implement :meth:`logits` and :meth:`embed`.
+    A router trained by ``core.fit`` also has ``ood``, the summary of its training queries that
+    gives each decision its ``in_distribution`` score, and ``ood_backoff``, the threshold of the
+    back-off rule of :mod:`core.ood` (each call may override it).
     """
 
     config: RouterConfig
     max_tokens: int
+    ood: QueryDistribution | None = None
+    ood_backoff: float = DEFAULT_OOD_BACKOFF
 
     @property
     def llm_names(self) -> list[str]:
@@ -64,6 +78,23 @@ class BaseRouter(ABC):
     @abstractmethod
     def embed(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """The router's query vectors ``(N, D)``."""
+
+    def logits_and_vectors(
+        self, queries: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(N, T)`` and router vectors ``(N, D)``; backends override it to encode once."""
+        logits = self.logits(queries, batch_size=batch_size)
+        return logits, self.embed(queries, batch_size=batch_size)
+
+    def in_distribution(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """In-distribution scores ``(N,)`` in [0, 1] (see :mod:`core.ood`).
+
+        Raises:
+            ConfigError: the router has no training summary (saved before it existed).
+        """
+        if self.ood is None:
+            raise ConfigError("this router has no training-query summary: retrain it with fit")
+        return self.ood.score(self.embed(queries, batch_size=batch_size))
 
     def check_queries(self, queries: Sequence[object]) -> list[str]:
         """The queries, checked; each keeps its last max_tokens * CHARS_PER_TOKEN_BOUND chars."""
@@ -93,6 +124,7 @@ class BaseRouter(ABC):
         costs: Mapping[str, float] | None = None,
         allowed: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
+        ood_backoff: float | None = None,
     ) -> Decision:
         """The best LLM for one query.
 
@@ -102,11 +134,19 @@ class BaseRouter(ABC):
             costs: dollars per call of each LLM; defaults to the prices seen in training.
             allowed: route only among these LLMs.
             exclude: never route to these (an LLM that is down).
+            ood_backoff: back off towards the best LLM over the training data as the query's
+                in-distribution score falls below this threshold in [0, 1] (0: never); None
+                keeps the router's ``ood_backoff``. The rule is in :mod:`core.ood`.
         """
         if not isinstance(query, str):
             raise QueryTypeError(f"query: expected a string, got {type(query).__name__}")
         return self.route_batch(
-            [query], cost_weight=cost_weight, costs=costs, allowed=allowed, exclude=exclude
+            [query],
+            cost_weight=cost_weight,
+            costs=costs,
+            allowed=allowed,
+            exclude=exclude,
+            ood_backoff=ood_backoff,
         )[0]
 
     def route_batch(
@@ -117,6 +157,7 @@ class BaseRouter(ABC):
         costs: Mapping[str, float] | None = None,
         allowed: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
+        ood_backoff: float | None = None,
         batch_size: int = 64,
     ) -> list[Decision]:
         """Route many queries with batched encoder passes; same options as :meth:`route`."""
@@ -125,24 +166,48 @@ class BaseRouter(ABC):
         queries = list(queries)
         candidates = self.candidates(allowed=allowed, exclude=exclude)
         penalty = self.cost_penalty(candidates, cost_weight, costs)
+        threshold = self._backoff_threshold(ood_backoff)
         if len(queries) == 0:
             return []
-        logits = self.logits(queries, batch_size=batch_size)[:, candidates]  # (N, C)
-        probs = _softmax(logits)
-        utility = probs - penalty[None, :]
         names = [self.config.llm_names[c] for c in candidates]
+        scores: np.ndarray | None = None
+        if self.ood is None:
+            logits = self.logits(queries, batch_size=batch_size)
+        else:
+            logits, vectors = self.logits_and_vectors(queries, batch_size=batch_size)
+            scores = self.ood.score(vectors)  # (N,)
+        probs = _softmax(logits[:, candidates])  # (N, C)
+        alpha = np.zeros(len(queries))
+        if scores is not None and self.ood is not None:
+            target = names.index(self.ood.fallback_among(names))
+            probs, alpha = back_off(probs, scores, threshold, target)
+        utility = probs - penalty[None, :]
         decisions = []
-        for row_probs, row_utility in zip(probs, utility, strict=False):
+        for i, (row_probs, row_utility) in enumerate(zip(probs, utility, strict=True)):
             order = np.argsort(-row_utility, kind="stable")
-            ranking = [names[i] for i in order]
+            ranking = [names[j] for j in order]
             decisions.append(
                 Decision(
                     llm=ranking[0],
-                    probabilities={n: float(p) for n, p in zip(names, row_probs, strict=False)},
+                    probabilities={n: float(p) for n, p in zip(names, row_probs, strict=True)},
                     ranking=ranking,
+                    in_distribution=None if scores is None else float(scores[i]),
+                    backed_off=bool(alpha[i] > 0),
                 )
             )
         return decisions
+
+    def _backoff_threshold(self, ood_backoff: float | None) -> float:
+        """The call's back-off threshold, checked; a positive one needs a training summary."""
+        if ood_backoff is None:
+            return check_backoff(self.ood_backoff)
+        threshold = check_backoff(ood_backoff)
+        if threshold > 0 and self.ood is None:
+            raise ConfigError(
+                f"ood_backoff={ood_backoff!r} needs the router's training-query summary, and this "
+                "router has none (saved before routerdc had it): retrain it with fit"
+            )
+        return threshold
 
     def rank(self, query: str, **options: Any) -> list[tuple[str, float]]:
         """All candidate LLMs for ``query``, best first, with their probabilities."""
