@@ -24,6 +24,7 @@ Writes ``benchmarks/results/<output>.json`` and ``.md`` (``tuning`` by default).
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -36,6 +37,7 @@ import torch
 import core
 from benchmarks.common import (
     PAPER_DATA,
+    RESULTS,
     ROUTERBENCH_DATA,
     add_cache_option,
     open_cache,
@@ -88,6 +90,8 @@ VARIANTS: dict[str, dict[str, Any]] = {
 # Back-off thresholds the default recipe is scored with (core.ood); 0 is no back-off.
 BACKOFF_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 MEASURES = ("cv", "loto", "routerbench")
+# Where each across-task measure lives in the results file.
+ACROSS_KEYS = {"loto": "leave_one_task_out", "routerbench": "routerbench_leave_one_task_out"}
 
 
 def folds_of(tasks: Sequence[str], k: int, seed: int = 0) -> np.ndarray:
@@ -267,6 +271,12 @@ def read_routerbench(folder: Path) -> core.RoutingData:
     return core.RoutingData.from_files(sorted(folder.glob("*.csv")))
 
 
+def read_previous(output: str) -> dict[str, Any]:
+    """The results file a run with ``--update`` adds to (empty when there is none)."""
+    path = RESULTS / f"{output}.json"
+    return dict(json.loads(path.read_text(encoding="utf-8"))) if path.is_file() else {}
+
+
 def row_name(variant: str, threshold: float | None) -> str:
     """The variant's row, or its row at one back-off threshold."""
     return variant if threshold is None else f"{variant}, ood_backoff {threshold:g}"
@@ -291,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="in-task cross-validation, leave-one-task-out on the paper's and RouterBench's tasks",
     )
     parser.add_argument("--output", default="tuning", help="results name under benchmarks/results/")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the rows of the existing results file that this run does not recompute",
+    )
     add_cache_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -300,12 +315,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     across_data = {"loto": data}
     if "routerbench" in args.measures:
         across_data["routerbench"] = read_routerbench(require_data(ROUTERBENCH_DATA))
-    results: dict[str, Any] = {}
+    previous = read_previous(args.output) if args.update else {}
+    results: dict[str, Any] = dict(previous.get("results", {}))
     if "cv" in args.measures:
         results["best LLM per task (reference)"] = mean_over_assignments(
             [cross_validated_best_llm_per_task(data, fold) for fold in folds]
         )
     across: dict[str, dict[str, Any]] = {m: {} for m in across_data if m in args.measures}
+    for measure, key in ACROSS_KEYS.items():
+        if key in previous:
+            across.setdefault(measure, {}).update(previous[key].get("variants", {}))
+            if measure not in across_data:  # kept rows are reported against their reference
+                across_data[measure] = read_routerbench(require_data(ROUTERBENCH_DATA))
     for name, overrides in VARIANTS.items():
         if args.only and name not in args.only:
             continue
@@ -342,11 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         },
         "results": results,
     }
+    if previous:
+        payload["provenance"]["updated"] = previous.get("provenance")
     references = {m: leave_one_task_out_reference(across_data[m]) for m in across}
-    for measure, key in (
-        ("loto", "leave_one_task_out"),
-        ("routerbench", "routerbench_leave_one_task_out"),
-    ):
+    for measure, key in ACROSS_KEYS.items():
         if measure in across:
             payload[key] = across_summary(across[measure], references[measure])
     sections = [report(results, args.folds, args.fold_seeds)] if results else []
@@ -383,7 +403,7 @@ def across_report(
     references: dict[str, dict[str, Any]],
 ) -> str:
     """In-task and across-task figures side by side, and the default's folds one by one."""
-    titles = {"loto": "paper's tasks", "routerbench": "RouterBench's tasks"}
+    titles = {"loto": "the paper's tasks", "routerbench": "RouterBench's tasks"}
     measures = list(across)
     header = ["variant", "in-task: 5-fold CV"]
     for m in measures:
@@ -419,7 +439,7 @@ def across_report(
         tasks = list(default["per_task"])
         lines += [
             "",
-            f"Leave-one-task-out on the {titles[m]}, the default recipe task by task (%):",
+            f"Leave-one-task-out on {titles[m]}, the default recipe task by task (%):",
             "",
             "| left-out task | default | best single LLM of the other tasks | that LLM |",
             "|---|---:|---:|---|",
