@@ -315,18 +315,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     across_data = {"loto": data}
     if "routerbench" in args.measures:
         across_data["routerbench"] = read_routerbench(require_data(ROUTERBENCH_DATA))
-    previous = read_previous(args.output) if args.update else {}
-    results: dict[str, Any] = dict(previous.get("results", {}))
+    results: dict[str, Any] = {}
     if "cv" in args.measures:
         results["best LLM per task (reference)"] = mean_over_assignments(
             [cross_validated_best_llm_per_task(data, fold) for fold in folds]
         )
     across: dict[str, dict[str, Any]] = {m: {} for m in across_data if m in args.measures}
-    for measure, key in ACROSS_KEYS.items():
-        if key in previous:
-            across.setdefault(measure, {}).update(previous[key].get("variants", {}))
-            if measure not in across_data:  # kept rows are reported against their reference
-                across_data[measure] = read_routerbench(require_data(ROUTERBENCH_DATA))
     for name, overrides in VARIANTS.items():
         if args.only and name not in args.only:
             continue
@@ -347,6 +341,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             for t in thresholds:
                 across[measure][row_name(name, t)] = scores[t] | {"seconds": seconds}
             logger.info("%s: %s %.2f", name, measure, scores[None]["average"])
+    # Read last, so that runs of other variants in parallel, each with --update, all count.
+    previous = read_previous(args.output) if args.update else {}
+    results = previous.get("results", {}) | results
+    for measure, key in ACROSS_KEYS.items():
+        if key in previous:
+            across[measure] = previous[key].get("variants", {}) | across.get(measure, {})
+            if measure not in across_data:  # kept rows are reported against their reference
+                across_data[measure] = read_routerbench(require_data(ROUTERBENCH_DATA))
     payload: dict[str, Any] = {
         "provenance": provenance(
             {
