@@ -72,6 +72,12 @@ def _parser() -> argparse.ArgumentParser:
     route.add_argument("--router", required=True)
     route.add_argument("queries", nargs="+")
     _add_routing_options(route)
+    route.add_argument(
+        "--ood-backoff",
+        type=float,
+        help="back off towards the best LLM over the training data as a query's "
+        "in-distribution score falls below this (0: never; default: the router's)",
+    )
     route.set_defaults(run=_route)
 
     calibrate = commands.add_parser("calibrate", help="find the cost weight that meets a budget")
@@ -358,6 +364,7 @@ def _route(args: argparse.Namespace) -> int:
         costs=_costs(args.costs),
         allowed=args.allowed,
         exclude=args.exclude,
+        ood_backoff=args.ood_backoff,
     )
     for query, decision in zip(args.queries, decisions, strict=False):
         _print_decision(query, decision)
@@ -465,6 +472,9 @@ def _print_decision(query: str, decision: Any) -> None:
     print(f"  -> {decision.llm} (p={decision.probability:.3f})")
     ranked = ", ".join(f"{name} {decision.probabilities[name]:.3f}" for name in decision.ranking)
     print(f"     ranking: {ranked}")
+    if decision.in_distribution is not None:
+        backed_off = ", backed off towards the best LLM overall" if decision.backed_off else ""
+        print(f"     in-distribution score: {decision.in_distribution:.3f}{backed_off}")
 
 
 def format_table(results: dict[str, Any]) -> str:

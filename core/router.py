@@ -32,6 +32,7 @@ from .errors import (
     RouterFileError,
 )
 from .model import RouterDCModel
+from .ood import OOD_FILE, QueryDistribution
 from .routing import BaseRouter, length_sorted_batches
 
 logger = logging.getLogger(__name__)
@@ -40,7 +41,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ENCODER_CONFIG_FILE = "encoder_config.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-ROUTER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, ENCODER_CONFIG_FILE})
+ROUTER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, ENCODER_CONFIG_FILE, OOD_FILE})
 # What a tokenizer's save_pretrained may write. A router records its own list in the weights'
 # metadata; this list lets save replace a router whose metadata cannot be read.
 TOKENIZER_FILE_NAMES = frozenset(
@@ -148,6 +149,20 @@ class Router(BaseRouter):
         return out
 
     @torch.inference_mode()
+    def logits_and_vectors(
+        self, queries: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(N, T)`` and router vectors ``(N, D)`` from one encoder pass."""
+        checked = self.check_queries(queries)
+        logits = np.empty((len(checked), len(self.config.llm_names)), dtype=np.float32)
+        vectors = np.empty((len(checked), self.model.head.llm_embeddings.shape[1]), np.float32)
+        for rows in length_sorted_batches(checked, batch_size):
+            batch_logits, batch_vectors = self.model(**self.tokenize([checked[i] for i in rows]))
+            logits[rows] = batch_logits.float().cpu().numpy()
+            vectors[rows] = batch_vectors.float().cpu().numpy()
+        return logits, vectors
+
+    @torch.inference_mode()
     def embed(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
         """The router's query vectors ``(N, D)`` (after the projection, when there is one)."""
         checked = self.check_queries(queries)
@@ -239,6 +254,10 @@ class Router(BaseRouter):
             k: v.detach().float().contiguous().cpu() for k, v in self.model.state_dict().items()
         }
         save_file(state, str(folder / WEIGHTS_FILE), metadata=metadata)
+        if self.ood is not None:  # the training-query summary (core.ood); old routers lack it
+            self.ood.save(folder / OOD_FILE, backoff=self.ood_backoff)
+        else:  # a stale summary of another router must not be loaded with this one
+            (folder / OOD_FILE).unlink(missing_ok=True)
         # Written last: some tokenizers write a config.json of their own, and ours must win.
         self.config.to_json(folder / CONFIG_FILE)
 
@@ -293,7 +312,10 @@ class Router(BaseRouter):
             )
         model.load_state_dict(state, assign=True)  # reuse the loaded tensors: no second copy
         tokenizer = _load_saved_tokenizer(folder, record.tokenizer_files, record.tokenizer_size)
-        return cls(model, tokenizer, config, device=device)
+        router = cls(model, tokenizer, config, device=device)
+        if (folder / OOD_FILE).is_file():
+            router.ood, router.ood_backoff = QueryDistribution.load(folder / OOD_FILE)
+        return router
 
 
 def load(path: str | Path, *, device: str | torch.device = "auto") -> Router:

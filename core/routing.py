@@ -17,6 +17,7 @@ import numpy as np
 
 from .config import RouterConfig
 from .errors import ConfigError, QueryError, QueryTypeError, RoutingError, UnknownLLMError
+from .ood import DEFAULT_OOD_BACKOFF, QueryDistribution, back_off, check_backoff
 
 if TYPE_CHECKING:
     from .log import RoutingLog
@@ -32,7 +33,8 @@ class Decision:
 
     Attributes:
         llm: the chosen LLM.
-        probabilities: p(t | x) over the LLMs that were candidates for this call.
+        probabilities: p(t | x) over the LLMs that were candidates for this call (after the
+            out-of-distribution back-off, when one applied; see :mod:`core.ood`).
         ranking: those LLMs, best first (by probability, less the cost term when one is set);
             the order to fall back in when the chosen LLM fails.
         explored: True when exploration chose ``llm`` instead of the top of the ranking.
@@ -40,6 +42,11 @@ class Decision:
             exploration); None when the decision was not made by a stated rule.
         run_id: the call's id in the routing log it was written to (for ``record_outcome``);
             None when it was not logged.
+        in_distribution: how typical of the training queries this query is, in [0, 1] (the
+            share of held-out training queries less similar to the training data than it);
+            None for a router saved without a training summary.
+        backed_off: whether the back-off towards the best LLM over the training data changed
+            the probabilities (``ood_backoff`` > 0 and ``in_distribution`` below it).
     """
 
     llm: str
@@ -48,6 +55,8 @@ class Decision:
     explored: bool = False
     propensity: float | None = None
     run_id: str | None = None
+    in_distribution: float | None = None
+    backed_off: bool = False
 
     @property
     def probability(self) -> float:
@@ -59,11 +68,16 @@ class BaseRouter(ABC):
     """What every router offers: ``route``, ``route_batch``, ``rank``, ``probabilities``.
 
     Subclasses set ``config`` and ``max_tokens`` and implement :meth:`logits` and :meth:`embed`,
-    batching with :func:`length_sorted_batches` (which checks ``batch_size``).
+    batching with :func:`length_sorted_batches` (which checks ``batch_size``). A router trained
+    by ``core.fit`` also has ``ood``, the summary of its training queries that gives each
+    decision its ``in_distribution`` score, and ``ood_backoff``, the threshold of the back-off
+    rule of :mod:`core.ood` (each call may override it).
     """
 
     config: RouterConfig
     max_tokens: int
+    ood: QueryDistribution | None = None
+    ood_backoff: float = DEFAULT_OOD_BACKOFF
 
     @property
     def llm_names(self) -> list[str]:
@@ -89,6 +103,23 @@ class BaseRouter(ABC):
     def encoding_key(self) -> tuple[str, str, int]:
         """(encoder, pooling, max tokens): which vectors :meth:`pooled` gives."""
         return (self.config.encoder, self.config.pooling, self.max_tokens)
+
+    def logits_and_vectors(
+        self, queries: Sequence[str], *, batch_size: int = 64
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Logits ``(N, T)`` and router vectors ``(N, D)``; backends override it to encode once."""
+        logits = self.logits(queries, batch_size=batch_size)
+        return logits, self.embed(queries, batch_size=batch_size)
+
+    def in_distribution(self, queries: Sequence[str], *, batch_size: int = 64) -> np.ndarray:
+        """In-distribution scores ``(N,)`` in [0, 1] (see :mod:`core.ood`).
+
+        Raises:
+            ConfigError: the router has no training summary (saved before it existed).
+        """
+        if self.ood is None:
+            raise ConfigError("this router has no training-query summary: retrain it with fit")
+        return self.ood.score(self.embed(queries, batch_size=batch_size))
 
     def check_queries(self, queries: Sequence[object]) -> list[str]:
         """The queries, checked; each keeps its last max_tokens * CHARS_PER_TOKEN_BOUND chars."""
@@ -127,6 +158,7 @@ class BaseRouter(ABC):
         rng: np.random.Generator | None = None,
         log: RoutingLog | None = None,
         run_id: str | None = None,
+        ood_backoff: float | None = None,
     ) -> Decision:
         """The best LLM for one query.
 
@@ -141,6 +173,9 @@ class BaseRouter(ABC):
             rng: the random source of exploration (a fresh unseeded one by default).
             log: write the decision to this :class:`~core.log.RoutingLog`.
             run_id: the call's id in the log (a LangChain run id, ...); a new uuid4 if None.
+            ood_backoff: back off towards the best LLM over the training data as the query's
+                in-distribution score falls below this threshold in [0, 1] (0: never); None
+                keeps the router's ``ood_backoff``. The rule is in :mod:`core.ood`.
         """
         if not isinstance(query, str):
             raise QueryTypeError(f"query: expected a string, got {type(query).__name__}")
@@ -154,6 +189,7 @@ class BaseRouter(ABC):
             rng=rng,
             log=log,
             run_ids=None if run_id is None else [run_id],
+            ood_backoff=ood_backoff,
         )[0]
 
     def route_batch(
@@ -164,6 +200,7 @@ class BaseRouter(ABC):
         costs: Mapping[str, float] | None = None,
         allowed: Sequence[str] | None = None,
         exclude: Sequence[str] | None = None,
+        ood_backoff: float | None = None,
         batch_size: int = 64,
         explore: float = 0.0,
         rng: np.random.Generator | None = None,
@@ -186,24 +223,37 @@ class BaseRouter(ABC):
         candidates = self.candidates(allowed=allowed, exclude=exclude)
         penalty = self.cost_penalty(candidates, cost_weight, costs)
         check_epsilon(explore)
+        threshold = self._backoff_threshold(ood_backoff)
         if run_ids is not None and len(run_ids) != len(queries):
             raise QueryError(f"run_ids: {len(run_ids)} ids for {len(queries)} queries")
         if len(queries) == 0:
             return []
-        logits = _finite(self.logits(queries, batch_size=batch_size))[:, candidates]  # (N, C)
-        probs = _softmax(logits)
-        utility = probs - penalty[None, :]
         names = [self.config.llm_names[c] for c in candidates]
+        scores: np.ndarray | None = None
+        if self.ood is None:
+            logits = _finite(self.logits(queries, batch_size=batch_size))
+        else:
+            logits, vectors = self.logits_and_vectors(queries, batch_size=batch_size)
+            logits = _finite(logits)
+            scores = self.ood.score(vectors)  # (N,)
+        probs = _softmax(logits[:, candidates])  # (N, C)
+        alpha = np.zeros(len(queries))
+        if scores is not None and self.ood is not None:
+            target = names.index(self.ood.fallback_among(names))
+            probs, alpha = back_off(probs, scores, threshold, target)
+        utility = probs - penalty[None, :]
         decisions = []
-        for row_probs, row_utility in zip(probs, utility, strict=False):
+        for i, (row_probs, row_utility) in enumerate(zip(probs, utility, strict=True)):
             order = np.argsort(-row_utility, kind="stable")
-            ranking = [names[i] for i in order]
+            ranking = [names[j] for j in order]
             decisions.append(
                 Decision(
                     llm=ranking[0],
-                    probabilities={n: float(p) for n, p in zip(names, row_probs, strict=False)},
+                    probabilities={n: float(p) for n, p in zip(names, row_probs, strict=True)},
                     ranking=ranking,
                     propensity=1.0,
+                    in_distribution=None if scores is None else float(scores[i]),
+                    backed_off=bool(alpha[i] > 0),
                 )
             )
         if explore > 0:
@@ -213,6 +263,18 @@ class BaseRouter(ABC):
             ids = log.record_batch(decisions, queries=queries, run_ids=run_ids, router=self)
             decisions = [replace(d, run_id=i) for d, i in zip(decisions, ids, strict=True)]
         return decisions
+
+    def _backoff_threshold(self, ood_backoff: float | None) -> float:
+        """The call's back-off threshold, checked; a positive one needs a training summary."""
+        if ood_backoff is None:
+            return check_backoff(self.ood_backoff)
+        threshold = check_backoff(ood_backoff)
+        if threshold > 0 and self.ood is None:
+            raise ConfigError(
+                f"ood_backoff={ood_backoff!r} needs the router's training-query summary, and this "
+                "router has none (saved before routerdc had it): retrain it with fit"
+            )
+        return threshold
 
     def rank(self, query: str, **options: Any) -> list[tuple[str, float]]:
         """All candidate LLMs for ``query``, best first, with their probabilities."""

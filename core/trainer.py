@@ -45,6 +45,7 @@ from .log import VECTOR_QUERY_PREFIX
 from .losses import SampleLLMLoss, SampleSampleLoss
 from .metrics import task_mean_accuracy, training_view
 from .model import RouterDCModel
+from .ood import QueryDistribution
 from .router import Router, pick_device
 from .routing import length_sorted_batches
 from .smoothing import Neighbours, choose_neighbours, smooth_scores
@@ -133,8 +134,10 @@ def fit(
             smoothing only, so they change nothing with ``smoothing_neighbours=0``.
 
     Returns:
-        The best router by validation accuracy, with ``router.history`` set and, when the
-        recipe left a choice to the data (``smoothing_neighbours=None``), ``router.selection``.
+        The best router by validation accuracy, with ``router.history`` set, ``router.ood``
+        (the training queries' summary behind each decision's ``in_distribution``, computed
+        with the trained model) and, when the recipe left a choice to the data
+        (``smoothing_neighbours=None``), ``router.selection``.
 
     Raises:
         DataError: when an LLM has no score on any training query. It is refused, not dropped
@@ -221,6 +224,7 @@ def fit(
     history = _train(router, setup, config, validation, val_pooled, progress)
     router.model.eval()
     router.history = history
+    router.ood = _summarise_queries(router, data, validation, pooled, val_pooled, config)
     if history_path is not None:
         path = Path(history_path)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -359,6 +363,62 @@ def _head_or_model_state(model: RouterDCModel, config: TrainConfig) -> dict[str,
     module = model if config.train_encoder else model.head
     prefix = "" if config.train_encoder else "head."
     return {prefix + k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+
+
+@torch.inference_mode()
+def _summarise_queries(
+    router: Router,
+    data: RoutingData,
+    validation: RoutingData | None,
+    pooled: torch.Tensor | None,
+    val_pooled: torch.Tensor | None,
+    config: TrainConfig,
+) -> QueryDistribution | None:
+    """The trained router's vectors of the training queries, calibrated on held-out ones.
+
+    A frozen encoder's cached outputs go through the trained head; a fine-tuned encoder
+    encodes the queries again (at most ``MAX_REFERENCE`` training and ``MAX_CALIBRATION``
+    held-out ones). Held-out queries that also appear in training are left out.
+    """
+    from .ood import MAX_CALIBRATION, MAX_REFERENCE
+
+    rng = np.random.default_rng(config.seed)
+    first_rows: dict[str, int] = {}  # distinct queries: a repeated one is one reference point
+    for i, query in enumerate(data.queries):
+        first_rows.setdefault(query, i)
+    if len(first_rows) < 2:
+        logger.info("too few training queries to summarise for out-of-distribution scores")
+        return None
+    train_rows = np.sort(rng.permutation(list(first_rows.values()))[:MAX_REFERENCE])
+    held_rows = np.array([], dtype=int)
+    if validation is not None:
+        seen = set(data.queries)
+        fresh = [i for i, q in enumerate(validation.queries) if q not in seen]
+        held_rows = np.sort(rng.permutation(fresh)[:MAX_CALIBRATION]).astype(int)
+
+    def vectors(queries: list[str], cached: torch.Tensor | None, rows: np.ndarray) -> np.ndarray:
+        if cached is not None and not config.train_encoder:
+            return router.model.head(cached[rows].to(router.device))[1].float().cpu().numpy()
+        return router.embed([queries[i] for i in rows])
+
+    train_vectors = vectors(data.queries, pooled, train_rows)
+    held_vectors = None
+    if validation is not None and len(held_rows):
+        held_vectors = vectors(validation.queries, val_pooled, held_rows)
+    fallback = [data.llm_names[i] for i in np.argsort(-_task_mean_quality(data), kind="stable")]
+    return QueryDistribution.from_vectors(train_vectors, held_vectors, fallback, seed=config.seed)
+
+
+def _task_mean_quality(data: RoutingData) -> np.ndarray:
+    """``(T,)`` each LLM's accuracy per task, averaged over tasks (unscored counts as 0)."""
+    view = np.nan_to_num(training_view(data), nan=0.0)
+    known = ~np.isnan(data.scores)
+    tasks = np.asarray(data.tasks if data.tasks is not None else [""] * len(data))
+    per_task = []
+    for task in dict.fromkeys(tasks.tolist()):
+        rows = tasks == task
+        per_task.append(view[rows].sum(axis=0) / np.maximum(known[rows].sum(axis=0), 1))
+    return np.mean(per_task, axis=0)
 
 
 class EncodingCache:

@@ -65,7 +65,8 @@ def test_train_eval_and_route_work_from_the_command_line(
     assert set(written["average"]) >= {"router", "best_single", "oracle"}
 
     assert cli.main(["route", "--router", str(out), "solve the integral of x"]) == 0
-    assert "-> " in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "-> " in printed and "in-distribution score: " in printed
 
 
 def test_route_with_a_cost_weight_and_no_prices_fails_with_a_clear_message(
