@@ -15,14 +15,16 @@ import pytest
 import torch
 
 import core
+from core import cli
 from core.distributed import Processes, launched
 from tests.conftest import toy_records
 from tests.core.distributed_fit import FIT_SETTINGS
 
 SCRIPT = Path(__file__).with_name("distributed_fit.py")
 # Per-step loss difference allowed between 2 processes and 1: the gradient all-reduce sums
-# in another order than one process does, so float32 rounding differs, nothing more.
-LOSS_TOLERANCE = 1e-4
+# in another order than one process does, so float32 rounding differs, nothing more
+# (measured: 2.4e-7 at most over 12 steps).
+LOSS_TOLERANCE = 1e-5
 
 needs_accelerate = pytest.mark.skipif(
     importlib.util.find_spec("accelerate") is None,
@@ -159,3 +161,21 @@ def test_a_single_process_router_folder_carries_its_training_record(
     assert core.load(folder).config.llm_names == tiny_router.config.llm_names
     # A router folder with training.json may be saved over.
     assert tiny_router.save(folder) == folder
+
+
+def test_info_prints_the_training_record_of_a_saved_router(
+    saved_router: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["info", "--router", str(saved_router)]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == json.loads((saved_router / "training.json").read_text())
+    assert printed["num_processes"] == 1
+
+
+def test_info_says_when_a_router_has_no_training_record(
+    saved_router: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (saved_router / "training.json").unlink()
+    assert cli.main(["info", "--router", str(saved_router)]) == 0
+    assert "has no training.json" in capsys.readouterr().out
+    assert cli.main(["info", "--router", str(saved_router / "missing")]) == 2
