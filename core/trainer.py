@@ -37,7 +37,7 @@ from .config import (
     TrainConfig,
 )
 from .data import RoutingData
-from .distributed import Processes
+from .distributed import Processes, is_main_process
 from .encoder import load_encoder
 from .errors import ConfigError, DataError
 from .losses import SampleLLMLoss, SampleSampleLoss
@@ -257,34 +257,36 @@ def build(
 
 
 def train_step(setup: Setup, batch: Batch, config: TrainConfig) -> dict[str, float]:
-    """One optimizer step; returns the loss and its parts."""
+    """One optimizer step; returns the loss and its parts (averaged over the processes).
+
+    Under Accelerate with gradient accumulation, call it inside
+    ``setup.processes.accumulate(setup.trained)``, as ``_train`` does: the optimizer then
+    steps on every k-th batch.
+    """
     model = setup.model
     model.train()
     processes = setup.processes
     trained = setup.trained
     if trained is None:
         trained = model if batch.tokens is not None else model.head
-    # One accumulate context per batch: Accelerate counts batches by it, and DDP syncs the
-    # gradients only on the batch the optimizer steps on.
-    with processes.accumulate(trained):
-        with processes.autocast(setup.device):
-            if batch.tokens is not None:
-                logits, vectors = trained(**batch.tokens)
-            else:
-                assert batch.pooled is not None
-                logits, vectors = trained(batch.pooled)
-        parts = {"sample_llm": setup.sample_llm(logits.float(), batch.scores)}
-        # A frozen encoder without a projection has nothing the sample-sample loss could move.
-        if config.sample_sample_weight > 0 and vectors.requires_grad:
-            # Data-parallel: the whole global batch's vectors and clusters (core.distributed).
-            vectors, clusters = processes.gather_for_contrast(vectors, batch.clusters)
-            parts["sample_sample"] = setup.sample_sample(vectors, clusters, setup.generator)
-        loss = parts["sample_llm"] + config.sample_sample_weight * parts.get(
-            "sample_sample", torch.zeros((), device=logits.device)
-        )
-        setup.optimizer.zero_grad(set_to_none=True)
-        processes.backward(loss)
-        setup.optimizer.step()
+    with processes.autocast(setup.device):
+        if batch.tokens is not None:
+            logits, vectors = trained(**batch.tokens)
+        else:
+            assert batch.pooled is not None
+            logits, vectors = trained(batch.pooled)
+    parts = {"sample_llm": setup.sample_llm(logits.float(), batch.scores)}
+    # A frozen encoder without a projection has nothing the sample-sample loss could move.
+    if config.sample_sample_weight > 0 and vectors.requires_grad:
+        # Data-parallel: the whole global batch's vectors and clusters (core.distributed).
+        vectors, clusters = processes.gather_for_contrast(vectors, batch.clusters)
+        parts["sample_sample"] = setup.sample_sample(vectors, clusters, setup.generator)
+    loss = parts["sample_llm"] + config.sample_sample_weight * parts.get(
+        "sample_sample", torch.zeros((), device=logits.device)
+    )
+    setup.optimizer.zero_grad(set_to_none=True)
+    processes.backward(loss)
+    setup.optimizer.step()
     values = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
     return processes.mean(values)
 
@@ -307,7 +309,10 @@ def _train(
         unit="step",
     )
     for step in bar:
-        row = {"step": step, **train_step(setup, next(setup.batches), config)}
+        # One accumulate context per batch: Accelerate counts batches by it, and DDP syncs the
+        # gradients only on the batch the optimizer steps on.
+        with processes.accumulate(setup.trained if setup.trained is not None else setup.model):
+            row = {"step": step, **train_step(setup, next(setup.batches), config)}
         bar.set_postfix(loss=f"{row['loss']:.3f}")
         if validation is not None and (step % config.eval_every == 0 or step == config.steps):
             # Only the main process validates; all keep the same best checkpoint.
@@ -363,7 +368,12 @@ class EncodingCache:
         new = [q for q in dict.fromkeys(queries) if (*prefix, q) not in self._vectors]
         router.model.eval()
         batches = length_sorted_batches(new, config.encode_batch_size)
-        for rows in tqdm(batches, desc="encoding", unit="batch", disable=len(batches) < 5):
+        for rows in tqdm(
+            batches,
+            desc="encoding",
+            unit="batch",
+            disable=len(batches) < 5 or not is_main_process(),
+        ):
             tokens = router.tokenize([new[i] for i in rows])
             vectors = router.model.encode(**tokens).float().cpu()
             for i, vector in zip(rows, vectors, strict=False):

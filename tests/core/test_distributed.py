@@ -179,3 +179,12 @@ def test_info_says_when_a_router_has_no_training_record(
     assert cli.main(["info", "--router", str(saved_router)]) == 0
     assert "has no training.json" in capsys.readouterr().out
     assert cli.main(["info", "--router", str(saved_router / "missing")]) == 2
+
+
+def test_a_launch_without_accelerate_installed_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setitem(sys.modules, "accelerate", None)  # import accelerate -> ImportError
+    with pytest.raises(core.ConfigError, match=r"routerdc\[distributed\]"):
+        Processes.detect()
