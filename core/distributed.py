@@ -82,6 +82,10 @@ class Processes:
 
     def __init__(self, accelerator: Any | None = None) -> None:
         self.accelerator = accelerator
+        # This process's share of the current global batch, times the number of processes:
+        # 1 for equal slices. Scales the local loss so that DDP's average of the gradients is
+        # the global batch's mean even when the batch does not divide evenly.
+        self._weight = 1.0
         if accelerator is not None and not accelerator.is_main_process:
             # Only the main process logs: the others would repeat every line.
             logging.getLogger(__name__.rpartition(".")[0]).setLevel(logging.ERROR)
@@ -146,10 +150,21 @@ class Processes:
     # ------------------------------------------------------------------ the training step
 
     def local_rows(self, rows: np.ndarray) -> np.ndarray:
-        """This process's contiguous slice of a global batch's rows (all of them in one)."""
+        """This process's contiguous slice of a global batch's rows (all of them in one).
+
+        Raises:
+            ConfigError: the global batch has fewer rows than there are processes.
+        """
         if self.num_processes == 1:
             return rows
-        return np.array_split(rows, self.num_processes)[self.index]
+        if len(rows) < self.num_processes:
+            raise ConfigError(
+                f"batch_size must be at least the number of processes ({self.num_processes}), "
+                f"got a global batch of {len(rows)}"
+            )
+        local = np.array_split(rows, self.num_processes)[self.index]
+        self._weight = self.num_processes * len(local) / len(rows)
+        return local
 
     def prepare(
         self, module: nn.Module, optimizer: torch.optim.Optimizer
@@ -175,11 +190,12 @@ class Processes:
         return self.accelerator.accumulate(module)
 
     def backward(self, loss: torch.Tensor) -> None:
-        """``loss.backward()``, scaled by Accelerate for fp16 and accumulation when launched."""
+        """``loss.backward()``; when launched, Accelerate's (fp16 scaling, accumulation), of the
+        loss weighted by this process's share of the global batch (1 for equal slices)."""
         if self.accelerator is None:
             loss.backward()
         else:
-            self.accelerator.backward(loss)
+            self.accelerator.backward(loss * self._weight)
 
     def gather_for_contrast(
         self, vectors: torch.Tensor, clusters: torch.Tensor
@@ -190,23 +206,30 @@ class Processes:
         parallelism every process needs the whole global batch, not only its slice. The gather
         carries no gradient, so the local slice is put back as the live tensor: gradients flow
         to this process's vectors only. Every process then computes the same global loss, and
-        DDP averages the N local gradients; the local slice's gradient is multiplied by N so
-        that the average is the global loss's gradient, as in a single process.
+        DDP averages the N local gradients; the local slice's gradient is multiplied by N (over
+        the slice weight :meth:`backward` applies: B / B_local) so that the average is the
+        global loss's gradient, as in a single process.
         """
         if self.num_processes == 1:
             return vectors, clusters
         parts = self._gather_uneven(vectors.detach())
         cluster_parts = self._gather_uneven(clusters)
-        parts[self.index] = _ScaleGradient.apply(vectors, float(self.num_processes))
+        factor = sum(len(p) for p in parts) / max(len(vectors), 1)  # N / weight
+        parts[self.index] = _ScaleGradient.apply(vectors, factor)
         return torch.cat(parts), torch.cat(cluster_parts)
 
     def mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Each value averaged over the processes (the global batch's, for equal slices)."""
+        """The global batch's value of each per-slice mean: the slices' means, weighted by size.
+
+        Values that are the same on every process (the gathered sample-sample loss) stay as
+        they are, since the weights average to 1.
+        """
         if self.num_processes == 1:
             return values
         assert self.accelerator is not None
         keys = sorted(values)
-        local = torch.tensor([values[k] for k in keys], device=self.accelerator.device)
+        weighted = [values[k] * self._weight for k in keys]
+        local = torch.tensor(weighted, device=self.accelerator.device)
         averaged = self.accelerator.reduce(local, reduction="mean")
         return {k: float(v) for k, v in zip(keys, averaged.tolist(), strict=True)}
 

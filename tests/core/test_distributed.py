@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -188,3 +190,17 @@ def test_a_launch_without_accelerate_installed_names_the_extra_to_install(
     monkeypatch.setitem(sys.modules, "accelerate", None)  # import accelerate -> ImportError
     with pytest.raises(core.ConfigError, match=r"routerdc\[distributed\]"):
         Processes.detect()
+
+
+def test_each_process_takes_its_contiguous_slice_of_the_global_batch() -> None:
+    core_logger = logging.getLogger("core")
+    previous = core_logger.level
+    try:  # a process other than the main one quiets core's logs
+        second = Processes(SimpleNamespace(num_processes=2, process_index=1, is_main_process=False))
+        assert core_logger.level == logging.ERROR
+    finally:
+        core_logger.setLevel(previous)
+    assert second.local_rows(np.arange(5)).tolist() == [3, 4]
+    assert second._weight == pytest.approx(2 * 2 / 5)  # its share of the batch, times 2
+    with pytest.raises(core.ConfigError, match="batch_size must be at least"):
+        second.local_rows(np.arange(1))
