@@ -1,4 +1,4 @@
-"""The ``routerdc`` command line: train, eval, route, calibrate, export, demo."""
+"""The ``routerdc`` command line: train, eval, route, calibrate, export, info, log, demo."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 
 from .config import DEFAULT_MAX_LENGTH, DEFAULT_POOLING, POOLINGS, TrainConfig
 from .data import RoutingData
-from .errors import RouterDCError
+from .errors import RouterDCError, RouterFileError
 
 DEMO_QUERIES = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips "
@@ -141,6 +141,10 @@ def _parser() -> argparse.ArgumentParser:
     outcomes.add_argument("path", help="the routing log (SQLite file)")
     outcomes.add_argument("export", help=".csv or .jsonl with run_id and score")
     outcomes.set_defaults(run=_log_outcomes)
+
+    info = commands.add_parser("info", help="how a saved router was trained (training.json)")
+    info.add_argument("--router", required=True)
+    info.set_defaults(run=_info)
 
     demo = commands.add_parser("demo", help="train, evaluate and route on the paper's data")
     demo.add_argument("--data-dir", help="local copy of the RouterDC data (else downloaded once)")
@@ -315,10 +319,13 @@ def _costs(text: str | None) -> dict[str, float] | None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .distributed import is_main_process
     from .trainer import fit
 
     data, weights, cache = _training_data(args)
-    print(f"training on {len(data)} queries, {len(data.llm_names)} LLMs")
+    main_process = is_main_process()  # under accelerate launch, only rank 0 prints and saves
+    if main_process:
+        print(f"training on {len(data)} queries, {len(data.llm_names)} LLMs")
     start = time.perf_counter()
     router = fit(
         data,
@@ -329,6 +336,8 @@ def _train(args: argparse.Namespace) -> int:
         sample_weights=weights,
         encoding_cache=cache,
     )
+    if not main_process:
+        return 0
     router.save(args.out)
     for setting, value in router.selection.items():
         print(f"chosen from the training data: {setting} = {value}")
@@ -338,6 +347,23 @@ def _train(args: argparse.Namespace) -> int:
     )
     note = f", best validation accuracy {100 * best:.2f}%" if best is not None else ""
     print(f"saved router to {args.out} ({time.perf_counter() - start:.0f} s{note})")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    """Print the router's training.json (torch-free: reads the files only)."""
+    folder = Path(args.router)
+    if not (folder / "config.json").is_file():
+        raise RouterFileError(f"--router {str(folder)!r} is not a router folder (no config.json)")
+    path = folder / "training.json"
+    if not path.is_file():
+        print(f"{folder} has no training.json (saved before routerdc recorded its training)")
+        return 0
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RouterFileError(f"{path} is not valid JSON: {err}") from err
+    print(json.dumps(record, indent=2))
     return 0
 
 

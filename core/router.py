@@ -26,6 +26,7 @@ from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedToke
 from .atomic import interrupted_saves, replace_folder
 from .config import RouterConfig
 from .data import RoutingData
+from .distributed import is_main_process
 from .encoder import load_tokenizer
 from .errors import (
     ConfigError,
@@ -41,7 +42,9 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 ENCODER_CONFIG_FILE = "encoder_config.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
-ROUTER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, ENCODER_CONFIG_FILE, OOD_FILE})
+# How the router was trained (core.provenance); written by save, ignored by load.
+TRAINING_FILE = "training.json"
+ROUTER_FILES = frozenset({CONFIG_FILE, WEIGHTS_FILE, ENCODER_CONFIG_FILE, OOD_FILE, TRAINING_FILE})
 # What a tokenizer's save_pretrained may write. A router records its own list in the weights'
 # metadata; this list lets save replace a router whose metadata cannot be read.
 TOKENIZER_FILE_NAMES = frozenset(
@@ -115,6 +118,8 @@ class Router(BaseRouter):
         self.history: list[dict[str, Any]] = [dict(h) for h in history]
         # Settings core.fit chose from the training data (smoothing_neighbours=None).
         self.selection: dict[str, Any] = {}
+        # Set by fit; save writes it to training.json.
+        self.training: dict[str, Any] | None = None
         # Fast tokenizers reconfigure truncation on every call, which is not thread-safe.
         self._tokenizer_lock = threading.Lock()
 
@@ -224,10 +229,14 @@ class Router(BaseRouter):
         previous router or this one, never a mix. An existing folder is replaced only when it
         holds nothing but a router's files.
 
+        Under a distributed launch only the main process writes; the others return ``path``.
+
         Raises:
             RouterFileError: ``path`` is a file, or a folder holding anything but a router.
         """
         folder = Path(path)
+        if not is_main_process():
+            return folder
         _check_replaceable(folder)
         replace_folder(folder, self._write)
         logger.info("saved router to %s", folder)
@@ -258,6 +267,9 @@ class Router(BaseRouter):
             self.ood.save(folder / OOD_FILE, backoff=self.ood_backoff)
         else:  # a stale summary of another router must not be loaded with this one
             (folder / OOD_FILE).unlink(missing_ok=True)
+        if self.training is not None:
+            text = json.dumps(self.training, indent=2, default=str)
+            (folder / TRAINING_FILE).write_text(text + "\n", encoding="utf-8")
         # Written last: some tokenizers write a config.json of their own, and ours must win.
         self.config.to_json(folder / CONFIG_FILE)
 

@@ -12,13 +12,13 @@ Two modes:
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Hashable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -39,6 +39,7 @@ from .config import (
     TrainConfig,
 )
 from .data import RoutingData
+from .distributed import Processes, is_main_process
 from .encoder import load_encoder, read_encoder_settings, resolve_encoder
 from .errors import ConfigError, DataError
 from .log import VECTOR_QUERY_PREFIX
@@ -46,6 +47,7 @@ from .losses import SampleLLMLoss, SampleSampleLoss
 from .metrics import task_mean_accuracy, training_view
 from .model import RouterDCModel
 from .ood import QueryDistribution
+from .provenance import training_record
 from .router import Router, pick_device
 from .routing import length_sorted_batches
 from .smoothing import Neighbours, choose_neighbours, smooth_scores
@@ -88,6 +90,10 @@ class Setup:
     sample_sample: SampleSampleLoss
     generator: torch.Generator
     device: torch.device
+    # The processes of an Accelerate run (core.distributed), and the module the step calls:
+    # the model (full) or its head (frozen), wrapped by Accelerate when launched.
+    processes: Processes = field(default_factory=Processes)
+    trained: torch.nn.Module | None = None
 
 
 def fit(
@@ -106,6 +112,7 @@ def fit(
     progress: bool = True,
     encoding_cache: EncodingCache | None = None,
     sample_weights: Sequence[float] | np.ndarray | None = None,
+    accelerator: Any | None = None,
     **overrides: Any,
 ) -> Router:
     """Train a router on ``data``.
@@ -132,6 +139,9 @@ def fit(
             LLM); by default ``data.sample_weights`` when the data has them (a routing log's
             clipped inverse propensities, :meth:`RoutingData.from_log`). They act through
             smoothing only, so they change nothing with ``smoothing_neighbours=0``.
+        accelerator: an ``accelerate.Accelerator`` to train data-parallel with; by default one
+            is made when a distributed launcher (``accelerate launch``) started the process.
+            Its device, mixed precision and gradient accumulation replace the recipe's device.
 
     Returns:
         The best router by validation accuracy, with ``router.history`` set, ``router.ood``
@@ -152,7 +162,9 @@ def fit(
         "train_encoder": train_encoder,
     }
     config = replace(config, **{k: v for k, v in shortcuts.items() if v is not None})
-    device = pick_device(config.device)
+    started = time.perf_counter()
+    processes = Processes.detect(accelerator, train_encoder=bool(config.train_encoder))
+    device = processes.device or pick_device(config.device)
     config = config.resolved(device.type)
     torch.manual_seed(config.seed)
 
@@ -198,13 +210,17 @@ def fit(
     smoothing = config.smoothing_neighbours
     need_pooled = not config.train_encoder or cluster_labels is None or smoothing != 0
     cache = encoding_cache if encoding_cache is not None else EncodingCache()
-    pooled = cache.encode(router, data.queries, config, progress=progress) if need_pooled else None
+    pooled = (
+        processes.encode(cache, router, data.queries, config, progress=progress)
+        if need_pooled
+        else None
+    )
     if cluster_labels is None:
         assert pooled is not None
         cluster_labels = cluster_queries(pooled.numpy(), config.num_clusters, seed=config.seed)
     val_pooled = None
     if validation is not None and not config.train_encoder:
-        val_pooled = cache.encode(router, validation.queries, config, progress=progress)
+        val_pooled = processes.encode(cache, router, validation.queries, config, progress=progress)
 
     targets = _Targets(
         data.queries,
@@ -220,12 +236,17 @@ def fit(
         router.selection = {"smoothing_neighbours": {str(g): k for g, k in neighbours.items()}}
     else:
         neighbours = smoothing
-    setup = build(router, data.queries, targets(neighbours), cluster_labels, pooled, config)
+    setup = build(
+        router, data.queries, targets(neighbours), cluster_labels, pooled, config, processes
+    )
     history = _train(router, setup, config, validation, val_pooled, progress)
     router.model.eval()
     router.history = history
     router.ood = _summarise_queries(router, data, validation, pooled, val_pooled, config)
-    if history_path is not None:
+    router.training = training_record(
+        data, validation, config, processes, device, time.perf_counter() - started, encoder
+    )
+    if history_path is not None and processes.is_main:
         path = Path(history_path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(json.dumps(row) + "\n" for row in history), encoding="utf-8")
@@ -264,8 +285,14 @@ def build(
     clusters: np.ndarray,
     pooled: torch.Tensor | None,
     config: TrainConfig,
+    processes: Processes | None = None,
 ) -> Setup:
-    """Model, optimizer, batch source and losses, in one place."""
+    """Model, optimizer, batch source and losses, in one place.
+
+    Under Accelerate (``processes``), the module the step calls and the optimizer are
+    prepared (DDP, mixed precision) and each batch is this process's slice of the global one.
+    """
+    processes = processes or Processes()
     model = router.model
     if config.train_encoder:
         model.encoder.requires_grad_(True)
@@ -277,47 +304,57 @@ def build(
     groups = [{"params": list(model.head.parameters()), "lr": head_lr}]
     if encoder_params:
         groups.append({"params": encoder_params, "lr": config.learning_rate})
-    optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
+    optimizer: torch.optim.Optimizer = torch.optim.AdamW(groups, weight_decay=config.weight_decay)
     generator = torch.Generator().manual_seed(config.seed)
+    trained, optimizer = processes.prepare(model if config.train_encoder else model.head, optimizer)
     return Setup(
         model=model,
         optimizer=optimizer,
-        batches=_batches(router, queries, scores, clusters, pooled, config),
+        batches=_batches(router, queries, scores, clusters, pooled, config, processes),
         sample_llm=SampleLLMLoss(
             config.top_k_positive, config.top_k_negative, config.negative_max_score
         ),
         sample_sample=SampleSampleLoss(config.num_hard_negatives),
         generator=generator,
         device=router.device,
+        processes=processes,
+        trained=trained,
     )
 
 
 def train_step(setup: Setup, batch: Batch, config: TrainConfig) -> dict[str, float]:
-    """One optimizer step; returns the loss and its parts."""
+    """One optimizer step; returns the loss and its parts (averaged over the processes).
+
+    Under Accelerate with gradient accumulation, call it inside
+    ``setup.processes.accumulate(setup.trained)``, as ``_train`` does: the optimizer then
+    steps on every k-th batch.
+    """
     model = setup.model
     model.train()
-    autocast = (
-        torch.autocast("cuda", dtype=torch.bfloat16)
-        if setup.device.type == "cuda"
-        else contextlib.nullcontext()
-    )
-    with autocast:
+    processes = setup.processes
+    trained = setup.trained
+    if trained is None:
+        trained = model if batch.tokens is not None else model.head
+    with processes.autocast(setup.device):
         if batch.tokens is not None:
-            logits, vectors = model(**batch.tokens)
+            logits, vectors = trained(**batch.tokens)
         else:
             assert batch.pooled is not None
-            logits, vectors = model.head(batch.pooled)
+            logits, vectors = trained(batch.pooled)
     parts = {"sample_llm": setup.sample_llm(logits.float(), batch.scores)}
     # A frozen encoder without a projection has nothing the sample-sample loss could move.
     if config.sample_sample_weight > 0 and vectors.requires_grad:
-        parts["sample_sample"] = setup.sample_sample(vectors, batch.clusters, setup.generator)
+        # Data-parallel: the whole global batch's vectors and clusters (core.distributed).
+        vectors, clusters = processes.gather_for_contrast(vectors, batch.clusters)
+        parts["sample_sample"] = setup.sample_sample(vectors, clusters, setup.generator)
     loss = parts["sample_llm"] + config.sample_sample_weight * parts.get(
         "sample_sample", torch.zeros((), device=logits.device)
     )
     setup.optimizer.zero_grad(set_to_none=True)
-    loss.backward()
+    processes.backward(loss)
     setup.optimizer.step()
-    return {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+    values = {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in parts.items()}}
+    return processes.mean(values)
 
 
 def _train(
@@ -330,12 +367,24 @@ def _train(
 ) -> list[dict[str, Any]]:
     history: list[dict[str, Any]] = []
     best_accuracy, best_state = -math.inf, None
-    bar = tqdm(range(1, config.steps + 1), desc="training", disable=not progress, unit="step")
+    processes = setup.processes
+    bar = tqdm(
+        range(1, config.steps + 1),
+        desc="training",
+        disable=not progress or not processes.is_main,
+        unit="step",
+    )
     for step in bar:
-        row = {"step": step, **train_step(setup, next(setup.batches), config)}
+        # One accumulate context per batch: Accelerate counts batches by it, and DDP syncs the
+        # gradients only on the batch the optimizer steps on.
+        with processes.accumulate(setup.trained if setup.trained is not None else setup.model):
+            row = {"step": step, **train_step(setup, next(setup.batches), config)}
         bar.set_postfix(loss=f"{row['loss']:.3f}")
         if validation is not None and (step % config.eval_every == 0 or step == config.steps):
-            row["validation_accuracy"] = _validate(router, validation, val_pooled)
+            # Only the main process validates; all keep the same best checkpoint.
+            row["validation_accuracy"] = processes.on_main(
+                functools.partial(_validate, router, validation, val_pooled)
+            )
             if row["validation_accuracy"] > best_accuracy:
                 best_accuracy = row["validation_accuracy"]
                 best_state = _head_or_model_state(router.model, config)
@@ -454,13 +503,26 @@ class EncodingCache:
             )
         router.model.eval()
         batches = length_sorted_batches(new, config.encode_batch_size)
-        quiet = not progress or len(batches) < 5
+        quiet = not progress or len(batches) < 5 or not is_main_process()
         for rows in tqdm(batches, desc="encoding", unit="batch", disable=quiet):
             tokens = router.tokenize([new[i] for i in rows])
             vectors = router.model.encode(**tokens).float().cpu()
             for i, vector in zip(rows, vectors, strict=False):
                 self._vectors[(*prefix, new[i])] = vector
         return torch.stack([self._vectors[(*prefix, q)] for q in queries])
+
+    def missing(self, router: Router, queries: list[str]) -> list[str]:
+        """The distinct ``queries`` not cached for ``router``'s encoder, in first-seen order."""
+        prefix = (router.config.encoder, router.config.pooling, router.max_tokens)
+        return [q for q in dict.fromkeys(queries) if (*prefix, q) not in self._vectors]
+
+    def add(self, router: Router, queries: list[str], vectors: torch.Tensor) -> None:
+        """Cache ``vectors`` ``(N, D)``, encoded elsewhere (another process), for ``queries``."""
+        if len(queries) != len(vectors):
+            raise ValueError(f"{len(queries)} queries but {len(vectors)} vectors")
+        prefix = (router.config.encoder, router.config.pooling, router.max_tokens)
+        for query, vector in zip(queries, vectors, strict=True):
+            self._vectors[(*prefix, query)] = vector
 
     def save(self, path: str | Path) -> None:
         """Write the vectors ``(N, D)`` to a safetensors file, their keys as JSON metadata.
@@ -492,8 +554,11 @@ def _batches(
     clusters: np.ndarray,
     pooled: torch.Tensor | None,
     config: TrainConfig,
+    processes: Processes | None = None,
 ) -> Iterator[Batch]:
     """Endless shuffled batches, reshuffled every epoch, seeded.
+
+    Every process draws the same global batches (same seed) and yields its slice of each.
 
     With ``group_by_length`` (full mode), each window of ``LENGTH_WINDOW`` batches is sorted by
     token count before it is cut, so a batch pads to a length close to its own queries'.
@@ -516,7 +581,8 @@ def _batches(
             )
             batches = [order[i : i + size] for i in range(0, len(order) - size + 1, size)]
             batches = [batches[i] for i in rng.permutation(len(batches))]
-        for rows in batches:
+        for global_rows in batches:
+            rows = processes.local_rows(global_rows) if processes is not None else global_rows
             batch = Batch(
                 scores=score_tensor[rows].to(router.device),
                 clusters=cluster_tensor[rows].to(router.device),
