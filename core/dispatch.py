@@ -19,6 +19,10 @@ The metadata vocabulary (the keys of :meth:`Dispatch.metadata`), the same in bot
   with ``log.record_outcome(run_id, score)``; present only when the call was logged.
 - ``routerdc_explored``: True when exploration (``explore=``) sent the call to an LLM other
   than the router's first choice; present only when exploring.
+- ``routerdc_in_distribution``: how typical of the training queries the query is, in [0, 1]
+  (``core.ood``), and ``routerdc_backed_off``: whether the back-off towards the best LLM over
+  the training data changed the choice's probabilities; present for routers trained with a
+  training-query summary.
 
 Example:
     >>> dispatch = Dispatch(router.route(query), FallbackPolicy(timeout=30))  # doctest: +SKIP
@@ -66,6 +70,8 @@ RANKING = "routerdc_ranking"
 FALLBACKS = "routerdc_fallbacks"
 RUN_ID = "routerdc_run_id"
 EXPLORED = "routerdc_explored"
+IN_DISTRIBUTION = "routerdc_in_distribution"
+BACKED_OFF = "routerdc_backed_off"
 METADATA_KEYS = (CHOSEN, ANSWERED_BY, PROBABILITY, PROBABILITIES, RANKING, FALLBACKS)
 
 # The per-call routing options both adapters accept (as call keyword arguments in LlamaIndex,
@@ -239,6 +245,9 @@ class Dispatch:
             record[RUN_ID] = self.decision.run_id
         if self.decision.explored:
             record[EXPLORED] = True
+        if self.decision.in_distribution is not None:
+            record[IN_DISTRIBUTION] = self.decision.in_distribution
+            record[BACKED_OFF] = self.decision.backed_off
         return record
 
     def metadata(self) -> dict[str, Any]:

@@ -34,6 +34,7 @@ from .onnx_router import (
     TOKENIZER_FILE,
     OnnxRouter,
 )
+from .ood import OOD_FILE
 
 if TYPE_CHECKING:
     from .router import Router
@@ -89,6 +90,8 @@ def export(router: Router, path: str | Path, *, int8: bool = False) -> Path:
             (folder / ONNX_FILE).write_bytes(fp32_path.read_bytes())
     tokenizer.backend_tokenizer.save(str(folder / TOKENIZER_FILE))
     router.config.to_json(folder / CONFIG_FILE)
+    if router.ood is not None:  # so the exported router scores how typical each query is
+        router.ood.save(folder / OOD_FILE, backoff=router.ood_backoff)
     info = {
         "format": EXPORT_FORMAT,
         "opset": OPSET,

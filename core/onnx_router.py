@@ -26,6 +26,7 @@ import numpy as np
 
 from .config import RouterConfig
 from .errors import ConfigError, RouterFileError
+from .ood import OOD_FILE, QueryDistribution
 from .routing import BaseRouter, length_sorted_batches
 
 logger = logging.getLogger(__name__)
@@ -163,7 +164,7 @@ class OnnxRouter(BaseRouter):
                 f"{folder / ONNX_FILE} scores {logits_width} LLMs, {CONFIG_FILE} names "
                 f"{len(config.llm_names)}"
             )
-        return cls(
+        router = cls(
             session,
             tokenizer,
             config,
@@ -171,6 +172,9 @@ class OnnxRouter(BaseRouter):
             int8=export_info["int8"],
             opset=export_info["opset"],
         )
+        if (folder / OOD_FILE).is_file():  # the training-query summary (core.ood), if exported
+            router.ood, router.ood_backoff = QueryDistribution.load(folder / OOD_FILE)
+        return router
 
     # ------------------------------------------------------------------ encoding
 

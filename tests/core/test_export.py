@@ -327,3 +327,14 @@ def test_exporting_a_folder_that_is_no_router_is_an_error(
 ) -> None:
     assert cli.main(["export", "--router", str(tmp_path), "--out", str(tmp_path / "x")]) == 2
     assert "missing config.json" in capsys.readouterr().err
+
+
+def test_the_export_keeps_the_training_query_summary_and_scores_queries_as_torch_does(
+    tiny_router: core.Router, fp32_router: OnnxRouter
+) -> None:
+    assert tiny_router.ood is not None  # fit gives every router one
+    queries = random_queries(16, seed=3)
+    torch_scores = [d.in_distribution for d in tiny_router.route_batch(queries)]
+    onnx_scores = [d.in_distribution for d in fp32_router.route_batch(queries)]
+    assert fp32_router.ood_backoff == tiny_router.ood_backoff
+    np.testing.assert_allclose(onnx_scores, torch_scores, atol=0.02)

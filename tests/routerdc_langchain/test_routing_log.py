@@ -57,3 +57,13 @@ def test_without_a_log_nothing_is_recorded_and_no_run_id_is_reported(
 ) -> None:
     reply = ChatRouterDC(router=tiny_router, models=chat_models()).invoke(MATH)
     assert "routerdc_run_id" not in reply.response_metadata
+
+
+def test_the_in_distribution_score_reaches_the_response_metadata(
+    tiny_router: core.Router,
+) -> None:
+    reply = ChatRouterDC(router=tiny_router, models=chat_models()).invoke(MATH)
+    expected = tiny_router.route(MATH).in_distribution
+    assert expected is not None
+    assert reply.response_metadata["routerdc_in_distribution"] == expected
+    assert reply.response_metadata["routerdc_backed_off"] is tiny_router.route(MATH).backed_off
