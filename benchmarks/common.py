@@ -28,6 +28,23 @@ ROUTERBENCH_DATA = SHARED_DATA / "routerbench"
 TASKS = ("mmlu", "gsm8k", "cmmlu", "arc_challenge", "humaneval")
 
 
+# Source of ``peak()`` for the scripts benchmarks run in fresh interpreters: the process's own
+# peak RSS in MiB. VmHWM is this process's own peak; ru_maxrss is not, on Linux: exec keeps the
+# high-water mark of the parent's memory that the child was forked from.
+PEAK_RSS_SOURCE = """
+def peak():
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, else KiB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+"""
+
+
 def git_commit() -> str:
     """The commit the results come from, with ``-dirty`` when the tree has changes."""
     try:

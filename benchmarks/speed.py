@@ -49,7 +49,15 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, PreTrainedModel, PreTrainedTokenizerBase
 
-from benchmarks.common import PAPER_DATA, ROOT, TASKS, add_cache_option, provenance, write_results
+from benchmarks.common import (
+    PAPER_DATA,
+    PEAK_RSS_SOURCE,
+    ROOT,
+    TASKS,
+    add_cache_option,
+    provenance,
+    write_results,
+)
 from benchmarks.speed_onnx import OnnxSettings, markdown_section, onnx_figures, paper_router
 from core import RouterConfig, RoutingData, TrainConfig
 from core.clustering import labels_to_ids
@@ -93,20 +101,12 @@ TARGETS = {
     "peak_rss_mib": ("<", 1024.0),
 }
 # Run in a fresh interpreter: import core, load a saved router, route; report peak RSS.
-RSS_SCRIPT = """
+RSS_SCRIPT = (
+    """
 import json, resource, sys
-def peak():
-    # VmHWM is this process's own peak. ru_maxrss is not, on Linux: exec keeps the high-water
-    # mark of the parent's memory that the child was forked from.
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, else KiB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+"""
+    + PEAK_RSS_SOURCE
+    + """
 peaks = {"python": peak()}
 import core
 peaks["import_core"] = peak()
@@ -124,6 +124,7 @@ imported = {m: m in sys.modules for m in watched}
 inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 print(json.dumps({"peaks": peaks, "imported": imported, "ru_maxrss_mib": inherited}))
 """
+)
 
 # What an app imports, timed each in a fresh interpreter; langchain_core is the reference.
 IMPORTS = {

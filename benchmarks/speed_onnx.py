@@ -37,6 +37,7 @@ from packaging.requirements import Requirement
 
 from benchmarks.common import (
     PAPER_DATA,
+    PEAK_RSS_SOURCE,
     ROOT,
     TASKS,
     add_cache_option,
@@ -79,18 +80,12 @@ ONNX_TARGETS = {
 # A fresh routing process: python start (the parent's clock) to its first decision, its peak
 # RSS (VmHWM: ru_maxrss inherits the parent's high-water mark across exec on Linux) and
 # whether torch and transformers were imported.
-PROCESS_SCRIPT = """
+PROCESS_SCRIPT = (
+    """
 import json, resource, sys, time
-def peak():
-    try:
-        with open("/proc/self/status", encoding="ascii") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes on macOS, else KiB
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+"""
+    + PEAK_RSS_SOURCE
+    + """
 import core
 router = core.load(sys.argv[1], device="cpu")
 queries = json.loads(open(sys.argv[2], encoding="utf-8").read())
@@ -105,6 +100,7 @@ peaks["routed"] = peak()
 imported = {m: m in sys.modules for m in ("torch", "transformers", "onnxruntime")}
 print(json.dumps({"first_decision": first_decision, "peaks": peaks, "imported": imported}))
 """
+)
 
 
 @dataclass(frozen=True)
