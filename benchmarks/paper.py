@@ -312,7 +312,7 @@ def markdown(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def plots(payload: dict[str, Any], experiment: Experiment) -> None:
+def plots(payload: dict[str, Any], experiment: Experiment, prefix: str = "paper") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -334,7 +334,7 @@ def plots(payload: dict[str, Any], experiment: Experiment) -> None:
     ax.set_ylim(40, max(rows[n]["average"] for n in names) + 5)
     ax.set_title("RouterDC and baselines, paper's in-distribution tasks")
     fig.tight_layout()
-    fig.savefig(RESULTS / "paper_averages.png", dpi=120)
+    fig.savefig(RESULTS / f"{prefix}_averages.png", dpi=120)
     plt.close(fig)
 
     fig, ax = plt.subplots(figsize=(6, 4))
@@ -356,7 +356,7 @@ def plots(payload: dict[str, Any], experiment: Experiment) -> None:
     ax.legend()
     ax.set_title("Validation accuracy during training (seed 0)")
     fig.tight_layout()
-    fig.savefig(RESULTS / "paper_training_curve.png", dpi=120)
+    fig.savefig(RESULTS / f"{prefix}_training_curve.png", dpi=120)
     plt.close(fig)
 
     from sklearn.decomposition import PCA
@@ -379,7 +379,7 @@ def plots(payload: dict[str, Any], experiment: Experiment) -> None:
     ax.legend(markerscale=3)
     ax.set_title("Router's query embeddings (PCA), coloured by task")
     fig.tight_layout()
-    fig.savefig(RESULTS / "paper_embeddings.png", dpi=120)
+    fig.savefig(RESULTS / f"{prefix}_embeddings.png", dpi=120)
     plt.close(fig)
 
 
@@ -394,6 +394,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also train the paper's own recipe (hours on a 2-core CPU)",
     )
     parser.add_argument("--skip-full", action="store_true", help="skip the full fine-tuning row")
+    parser.add_argument(
+        "--output", default="paper", help="results name under benchmarks/results/ (and plots)"
+    )
     add_cache_option(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -444,13 +447,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows |= PAPER_REPORTED
     payload["rows"] = rows
     payload["total_seconds"] = time.perf_counter() - started
-    plots(payload, experiment)
+    plots(payload, experiment, args.output)
     for row in [payload["routerdc"], *rows.values()]:
         row.pop("histories", None)
-    write_results("paper", payload, markdown(payload))
+    write_results(args.output, payload, markdown(payload))
     if args.encoding_cache is not None:
         experiment.cache.save(args.encoding_cache)
-    logger.info("wrote %s in %.0f s", RESULTS / "paper.json", payload["total_seconds"])
+    logger.info("wrote %s in %.0f s", RESULTS / f"{args.output}.json", payload["total_seconds"])
     return 0
 
 
