@@ -8,7 +8,7 @@ treat them alike and apply the same routing rule as RouterDC,
     utilities = router.utilities(test_embeddings)  # (N, T), higher is better
 
 Scores are ``(N, T)`` with NaN where an LLM was not scored. Hyper-parameters are chosen on
-the validation arrays only, by routing accuracy (:func:`core.metrics.accuracy`).
+the validation arrays only, by routing accuracy (:func:`core.training.metrics.accuracy`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from core.metrics import accuracy
+from core.training.metrics import accuracy
 
 KNN_NEIGHBOURS = (1, 3, 5, 10, 20, 40, 80)
 LINEAR_C = (0.01, 0.1, 1.0, 10.0)  # larger C fits worse on validation and slowly

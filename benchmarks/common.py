@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from core.trainer import EncodingCache
+from core.training.trainer import EncodingCache
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"

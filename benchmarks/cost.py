@@ -8,16 +8,16 @@ into train, validation and test (seeded, stratified by task) and measures, on te
 - ``routerdc_routing_time``: one RouterDC router, routed with ``cost_weight`` w swept from 0;
 - ``routerdc_retrained``: RouterDC retrained per cost rate c (``fit(..., cost_rate=c)``);
 - ``knn``, ``linear``, ``zooter``: the baselines of :mod:`benchmarks.baselines` with the same
-  rule ``argmax_t utility_t - w * cost_t / max cost`` (:func:`core.routing.cost_penalty`);
+  rule ``argmax_t utility_t - w * cost_t / max cost`` (:func:`core.routing.base.cost_penalty`);
 - ``zero_router``: RouterBench's zero router, any mix of single LLMs (their hull);
 - ``oracle``: the true scores with the same rule (best possible at each price),
   and the cheapest-correct oracle and each single LLM as points;
-- budget calibration: :func:`core.calibration.calibrate` on validation, then the realised test
-  cost and accuracy against the budget asked for.
+- budget calibration: :func:`core.training.calibration.calibrate` on validation, then the
+  realised test cost and accuracy against the budget asked for.
 
 Every method sees the same frozen all-MiniLM-L6-v2 query vectors (mean pooled); RouterDC trains
 its head and projection on them (``train_encoder=False``, the CPU recipe). The queries are
-encoded once, into one :class:`core.trainer.EncodingCache` that every ``fit`` shares
+encoded once, into one :class:`core.training.trainer.EncodingCache` that every ``fit`` shares
 (``--encoding-cache FILE`` keeps it across runs); the trained routers are scored by applying
 their head to the cached vectors, and ``calibrate`` routes the validation queries through the
 router itself. Every method's settings (RouterDC's temperature and K+, kNN's k, the linear C,
@@ -60,11 +60,11 @@ from benchmarks.common import (
     require_data,
     write_results,
 )
-from core.calibration import calibrate
 from core.config import TrainConfig
-from core.metrics import accuracy
-from core.routing import cost_penalty
-from core.trainer import EncodingCache
+from core.routing.base import cost_penalty
+from core.training.calibration import calibrate
+from core.training.metrics import accuracy
+from core.training.trainer import EncodingCache
 
 logger = logging.getLogger("benchmarks.cost")
 

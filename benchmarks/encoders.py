@@ -27,7 +27,7 @@ import numpy as np
 import core
 from benchmarks.common import PAPER_DATA, open_cache, provenance, require_data, write_results
 from benchmarks.tuning import cross_validate, folds_of, read_train_files
-from core.trainer import EncodingCache, fit
+from core.training.trainer import EncodingCache, fit
 
 logger = logging.getLogger("benchmarks.encoders")
 

@@ -46,10 +46,10 @@ from benchmarks.common import (
     require_data,
     write_results,
 )
-from core.log import DEFAULT_WEIGHT_CLIP
-from core.metrics import task_mean_accuracy, training_view
-from core.routing import BaseRouter
-from core.trainer import EncodingCache, fit
+from core.data.log import DEFAULT_WEIGHT_CLIP
+from core.routing.base import BaseRouter
+from core.training.metrics import task_mean_accuracy, training_view
+from core.training.trainer import EncodingCache, fit
 
 logger = logging.getLogger("benchmarks.feedback")
 
@@ -394,7 +394,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     # Head-only training on a shared CPU: more intra-op threads only spin (tests/conftest.py).
     torch.set_num_threads(args.threads)
-    logging.getLogger("core.log").setLevel(logging.ERROR)
+    logging.getLogger("core.data.log").setLevel(logging.ERROR)
     cache = open_cache(args.encoding_cache)
     started = time.perf_counter()
     datasets: dict[str, Any] = {}

@@ -36,8 +36,8 @@ from benchmarks.common import (
     write_results,
 )
 from benchmarks.tuning import read_train_files
-from core.metrics import score_choices
-from core.trainer import EncodingCache, fit
+from core.training.metrics import score_choices
+from core.training.trainer import EncodingCache, fit
 
 logger = logging.getLogger("benchmarks.logs")
 
@@ -72,7 +72,7 @@ def read_test_files(folder: Path) -> dict[str, core.RoutingData]:
 def evaluate_frozen(
     router: core.Router, tests: Mapping[str, core.RoutingData], cache: EncodingCache
 ) -> dict[str, Any]:
-    """:func:`core.metrics.evaluate` for a router with an untrained encoder, from the cache.
+    """``core.training.metrics.evaluate`` for a router with an untrained encoder, from the cache.
 
     The router's encoder is the one the cache holds vectors of, so its head on the cached
     vectors gives the logits ``router.route_batch`` would compute, without encoding again.

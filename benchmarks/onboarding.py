@@ -13,14 +13,14 @@ On the paper's data (``../shared/data/routerdc-7llm/``), for each of its 7 LLMs:
    the six others' scores hidden (the router's probabilities stand in for them);
 3. ``full``: the default router trained on all 7 LLMs, once.
 
-Test accuracy is :func:`core.metrics.evaluate` on the five test files, as ``routerdc eval``
+Test accuracy is :func:`core.training.metrics.evaluate` on the five test files, as ``routerdc eval``
 measures it (mean over files). ``recovered(n) = (added - six) / (full - six)`` for the LLMs
 whose removal costs accuracy (``full > six``), averaged over draws, then over those LLMs. It is
 also given pooled, ``sum(added - six) / sum(full - six)``, which a small ``full - six`` cannot
 blow up.
 
 Every router here has a frozen encoder, so its query vectors are the encoder's outputs once
-and for all: they come from one :class:`core.trainer.EncodingCache` (``--encoding-cache``),
+and for all: they come from one :class:`core.training.trainer.EncodingCache` (``--encoding-cache``),
 through :class:`CachedRouter`, which applies the router's own head to them. ``add_llm`` runs
 unchanged on top (it asks the router for vectors and logits). ``add_seconds`` is measured
 apart, on the real path: a plain :class:`core.Router` that runs its encoder on the n queries,
@@ -29,7 +29,7 @@ as ``router.add_llm`` does in an app. Measured on a busy shared machine it is an
 ``--select`` chooses ``add_llm``'s settings (warm start, neighbours, anchor weight) on the
 train split's validation queries, the 10% that ``core.fit`` held out to pick its checkpoints
 and never trained on: the queries added are drawn from the other 90%. Nothing is chosen on
-the test files. The defaults in :mod:`core.onboarding` are the settings this chose.
+the test files. The defaults in :mod:`core.training.onboarding` are the settings this chose.
 
 Writes ``benchmarks/results/onboarding.json``, ``onboarding.md`` and ``onboarding.png``.
 """
@@ -60,14 +60,14 @@ from benchmarks.common import (
     require_data,
     write_results,
 )
-from core.metrics import evaluate, task_mean_accuracy
-from core.onboarding import (
+from core.training.metrics import evaluate, task_mean_accuracy
+from core.training.onboarding import (
     DEFAULT_ANCHOR_WEIGHT,
     DEFAULT_NEIGHBOURS,
     DEFAULT_WARM_START,
     MIN_SCORED_QUERIES,
 )
-from core.trainer import EncodingCache, fit
+from core.training.trainer import EncodingCache, fit
 
 logger = logging.getLogger("benchmarks.onboarding")
 

@@ -35,9 +35,9 @@ from benchmarks.common import (
     require_data,
     write_results,
 )
-from core.metrics import accuracy, best_llm_per_task, training_view
-from core.router import pick_device
-from core.trainer import EncodingCache, fit
+from core.routing.router import pick_device
+from core.training.metrics import accuracy, best_llm_per_task, training_view
+from core.training.trainer import EncodingCache, fit
 
 logger = logging.getLogger("benchmarks.paper")
 

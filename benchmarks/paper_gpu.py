@@ -34,7 +34,7 @@ from benchmarks.paper import (
     reference_rows,
     run_routerdc,
 )
-from core.trainer import EncodingCache
+from core.training.trainer import EncodingCache
 
 logger = logging.getLogger("benchmarks.paper_gpu")
 
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "samples_per_task": SAMPLES_PER_TASK,
                 "validation_fraction": 0.1,
                 "rows": {name: overrides | smoke for name, overrides in ROWS.items()},
-                "mixed_precision": "bf16 autocast on CUDA (core.trainer.train_step)",
+                "mixed_precision": "bf16 autocast on CUDA (core.training.trainer.train_step)",
             }
         ),
         "default_recipe": {k: v for k, v in asdict(core.TrainConfig()).items() if k != "device"}

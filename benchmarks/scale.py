@@ -57,7 +57,7 @@ def make_tiny_encoder(folder: Path) -> str:
     import torch
     from transformers import BertConfig, BertModel
 
-    from core.encoder import load_tokenizer, resolve_encoder
+    from core.routing.encoder import load_tokenizer, resolve_encoder
 
     tokenizer = load_tokenizer(resolve_encoder(None))
     config = BertConfig(

@@ -6,7 +6,7 @@ Writes ``benchmarks/results/speed.json`` and ``speed.md`` with:
   tokens) and long (400 tokens) queries, beside the bare encoder's own figures (a plain
   tokenizer + ``AutoModel`` forward of the same queries: the limit routing can approach);
 - training throughput of full fine-tuning, measured side by side on one model and one batch
-  size: our trainer as it is (``core.trainer.build`` + ``train_step``, batches grouped by
+  size: our trainer as it is (``core.training.trainer.build`` + ``train_step``, batches grouped by
   length), our trainer with ``group_by_length=False`` (each batch padded to its longest query
   only), and the paper's recipe (every batch padded to 512 tokens); and a count (no timing) of
   the padded tokens per query the trainer's own batches make the encoder process over one
@@ -60,11 +60,11 @@ from benchmarks.common import (
 )
 from benchmarks.speed_onnx import OnnxSettings, markdown_section, onnx_figures, paper_router
 from core import RouterConfig, RoutingData, TrainConfig
-from core.clustering import labels_to_ids
-from core.encoder import load_encoder, load_tokenizer, resolve_encoder
-from core.model import RouterDCModel
-from core.router import Router
-from core.trainer import LENGTH_WINDOW, Batch, Setup, _batches, build, train_step
+from core.routing.encoder import load_encoder, load_tokenizer, resolve_encoder
+from core.routing.model import RouterDCModel
+from core.routing.router import Router
+from core.training.clustering import labels_to_ids
+from core.training.trainer import LENGTH_WINDOW, Batch, Setup, _batches, build, train_step
 
 logger = logging.getLogger(__name__)
 
@@ -119,7 +119,7 @@ router.route_batch(queries["short"])
 peaks["route_short"] = peak()
 router.route_batch(queries["long"])
 peaks["route_long_batch"] = peak()
-watched = ("sklearn", "core.trainer", "core.losses", "core.clustering")
+watched = ("sklearn", "core.training.trainer", "core.training.losses", "core.training.clustering")
 imported = {m: m in sys.modules for m in watched}
 inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 print(json.dumps({"peaks": peaks, "imported": imported, "ru_maxrss_mib": inherited}))

@@ -1,5 +1,5 @@
 """The ONNX side of ``python -m benchmarks.speed``: the torch router beside its fp32 and int8
-exports (``core.export``), in one run.
+exports (``core.routing.export``), in one run.
 
 - latency of one short and one long query (p50, p99) and throughput in batches of 64, the
   three routers taking turns;
@@ -46,9 +46,9 @@ from benchmarks.common import (
     write_results,
 )
 from core import RoutingData
-from core.metrics import accuracy
-from core.router import Router
-from core.routing import BaseRouter
+from core.routing.base import BaseRouter
+from core.routing.router import Router
+from core.training.metrics import accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +144,7 @@ def paper_router(
     when it holds one, else trained (and saved there when given)."""
     if folder is not None and (folder / "model.safetensors").is_file():
         return Router.load(folder, device="cpu"), f"loaded from {folder}"
-    from core.trainer import fit
+    from core.training.trainer import fit
 
     paths = [PAPER_DATA / f"{task}_train.json" for task in TASKS]
     data = RoutingData.concat(

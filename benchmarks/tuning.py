@@ -15,7 +15,7 @@ meets a kind of query it never saw: leave-one-task-out on the five train files (
 route the fifth's train queries; the mean over the five) and the same on RouterBench's three
 tasks (``../shared/data/routerbench/*.csv``). The reference there is the one LLM best on the
 training tasks (their mean accuracy), always called. The default recipe is also scored with
-each out-of-distribution back-off threshold of ``BACKOFF_GRID`` (:mod:`core.ood`), from the
+each out-of-distribution back-off threshold of ``BACKOFF_GRID`` (:mod:`core.routing.ood`), from the
 same fits. ``--measures`` picks among ``cv``, ``loto`` and ``routerbench``.
 
 Writes ``benchmarks/results/<output>.json`` and ``.md`` (``tuning`` by default).
@@ -53,10 +53,10 @@ from benchmarks.paper import (
     router_trains_encoder,
 )
 from core.config import SMOOTHING_CANDIDATES
-from core.metrics import accuracy, best_llm_per_task, training_view
-from core.ood import DEFAULT_OOD_BACKOFF, back_off
-from core.routing import _softmax
-from core.trainer import EncodingCache, fit
+from core.routing.base import _softmax
+from core.routing.ood import DEFAULT_OOD_BACKOFF, back_off
+from core.training.metrics import accuracy, best_llm_per_task, training_view
+from core.training.trainer import EncodingCache, fit
 
 logger = logging.getLogger("benchmarks.tuning")
 
@@ -91,7 +91,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
-# Back-off thresholds the default recipe is scored with (core.ood); 0 is no back-off.
+# Back-off thresholds the default recipe is scored with (core.routing.ood); 0 is no back-off.
 BACKOFF_GRID = (0.0, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 MEASURES = ("cv", "loto", "routerbench")
 # Where each across-task measure lives in the results file.
@@ -474,7 +474,8 @@ def across_report(
         "the LLM with the best mean accuracy over the training tasks. vs best single: the mean "
         "per-task gain over it; spread: the standard deviation of that gain over the left-out "
         "tasks. Rows with `ood_backoff t` route the default recipe's fits with the back-off "
-        "rule of `core.ood` at threshold t (each query's probabilities mixed with a one-hot on "
+        "rule of `core.routing.ood` at threshold t (each query's probabilities mixed with a "
+        "one-hot on "
         f"the best LLM over the training data, weight clip(1 - score / t, 0, 1)); the default "
         f"row uses the shipped threshold, {DEFAULT_OOD_BACKOFF:g}.",
     ]

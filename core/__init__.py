@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .config import RouterConfig, TrainConfig
-from .data import RoutingData
+from .data.dataset import RoutingData
+from .data.log import RoutingLog
 from .errors import (
     AllLLMsFailedError,
     ConfigError,
@@ -33,15 +34,14 @@ from .errors import (
     UnknownLLMError,
     UnknownRunError,
 )
-from .log import RoutingLog
-from .routing import BaseRouter, Decision, explore
+from .routing.base import BaseRouter, Decision, explore
 
 if TYPE_CHECKING:
-    from .calibration import Calibration, calibrate
-    from .loading import load
-    from .onnx_router import OnnxRouter
-    from .router import Router
-    from .trainer import fit
+    from .routing.loading import load
+    from .routing.onnx_router import OnnxRouter
+    from .routing.router import Router
+    from .training.calibration import Calibration, calibrate
+    from .training.trainer import fit
 
 __all__ = [
     "AllLLMsFailedError",
@@ -74,12 +74,12 @@ __all__ = [
 
 # Imported on first use: torch and transformers load only when a router is loaded or trained.
 _LAZY = {
-    "fit": ".trainer",
-    "calibrate": ".calibration",
-    "Calibration": ".calibration",
-    "Router": ".router",
-    "load": ".loading",
-    "OnnxRouter": ".onnx_router",
+    "fit": ".training.trainer",
+    "calibrate": ".training.calibration",
+    "Calibration": ".training.calibration",
+    "Router": ".routing.router",
+    "load": ".routing.loading",
+    "OnnxRouter": ".routing.onnx_router",
 }
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import DEFAULT_MAX_LENGTH, DEFAULT_POOLING, POOLINGS, TrainConfig
-from .data import RoutingData
+from .data.dataset import RoutingData
 from .errors import RouterDCError, RouterFileError
 
 DEMO_QUERIES = (
@@ -240,7 +240,7 @@ def _training_data(args: argparse.Namespace) -> tuple[RoutingData, Any, Any]:
 
 
 def _log_stats(args: argparse.Namespace) -> int:
-    from .log import RoutingLog
+    from .data.log import RoutingLog
 
     if not Path(args.path).is_file():
         raise SystemExit(f"{args.path}: no such routing log")
@@ -265,7 +265,7 @@ def _log_stats(args: argparse.Namespace) -> int:
 
 
 def _log_outcomes(args: argparse.Namespace) -> int:
-    from .log import RoutingLog
+    from .data.log import RoutingLog
 
     if not Path(args.path).is_file():
         raise SystemExit(f"{args.path}: no such routing log")
@@ -319,8 +319,8 @@ def _costs(text: str | None) -> dict[str, float] | None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from .distributed import is_main_process
-    from .trainer import fit
+    from .training.distributed import is_main_process
+    from .training.trainer import fit
 
     data, weights, cache = _training_data(args)
     main_process = is_main_process()  # under accelerate launch, only rank 0 prints and saves
@@ -368,8 +368,8 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from .loading import load
-    from .metrics import evaluate
+    from .routing.loading import load
+    from .training.metrics import evaluate
 
     router = load(args.router)
     results = evaluate(router, _read_files(args.data), binary=args.binary)
@@ -381,7 +381,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _route(args: argparse.Namespace) -> int:
-    from .loading import load
+    from .routing.loading import load
 
     router = load(args.router)
     decisions = router.route_batch(
@@ -398,8 +398,8 @@ def _route(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    from .calibration import calibrate
-    from .loading import load
+    from .routing.loading import load
+    from .training.calibration import calibrate
 
     router = load(args.router)
     validation = RoutingData.from_files(args.data)
@@ -425,7 +425,7 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _add_llm(args: argparse.Namespace) -> int:
-    from .router import load
+    from .routing.router import load
 
     router = load(args.router)
     added = router.add_llm(args.name, RoutingData.from_files(args.data), cost=args.cost)
@@ -439,7 +439,7 @@ def _add_llm(args: argparse.Namespace) -> int:
 
 
 def _remove_llm(args: argparse.Namespace) -> int:
-    from .router import load
+    from .routing.router import load
 
     load(args.router).remove_llm(args.name).save(args.out)
     print(f"removed {args.name}; saved to {args.out}")
@@ -447,7 +447,7 @@ def _remove_llm(args: argparse.Namespace) -> int:
 
 
 def _rename_llm(args: argparse.Namespace) -> int:
-    from .router import load
+    from .routing.router import load
 
     load(args.router).rename_llm(args.name, args.new_name).save(args.out)
     print(f"renamed {args.name} to {args.new_name}; saved to {args.out}")
@@ -455,8 +455,8 @@ def _rename_llm(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import OPSET, export
-    from .router import Router
+    from .routing.export import OPSET, export
+    from .routing.router import Router
 
     folder = export(Router.load(args.router, device="cpu"), args.out, int8=args.int8)
     kind = "int8" if args.int8 else "fp32"
@@ -466,9 +466,9 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from .download import PAPER_FILES, fetch
-    from .metrics import evaluate
-    from .trainer import fit
+    from .data.download import PAPER_FILES, fetch
+    from .training.metrics import evaluate
+    from .training.trainer import fit
 
     folder = Path(args.data_dir) if args.data_dir else fetch(PAPER_FILES, "routerdc-7llm")
     train_files = sorted(folder.glob("*_train.json"))

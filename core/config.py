@@ -142,13 +142,14 @@ class TrainConfig:
         negative_max_score: a "negative" scoring above this is dropped (paper: 0.5).
         smoothing_neighbours: train on each query's scores averaged over its this many nearest
             training queries of the same task (k-means cluster when the data has no tasks),
-            see :mod:`core.smoothing`; 0 trains on each query's own scores (paper: 0). None
+            see :mod:`core.training.smoothing`; 0 trains on each query's own scores (paper: 0). None
             chooses, for each task (or cluster), the count of ``SMOOTHING_CANDIDATES`` whose
             neighbourhoods best predict its training queries' best LLMs, leave-one-out (no
             training, seconds); ``router.selection`` says what was chosen.
         binary: train on scores as the metric counts them: None binarises (> 0 -> 1) the tasks
-            whose scores are probabilities of a multiple-choice answer, as :mod:`core.metrics`
-            detects them; True binarises every score, False none (paper: False).
+            whose scores are probabilities of a multiple-choice answer, as
+            :mod:`core.training.metrics` detects them; True binarises every score, False none
+            (paper: False).
         num_hard_negatives: H, other-cluster queries pushed away per query.
         sample_sample_weight: lambda, weight of the sample-sample loss.
         num_clusters: k-means clusters for the sample-sample loss.

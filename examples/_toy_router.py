@@ -22,7 +22,7 @@ def toy_router() -> core.Router:
     import transformers
     from transformers import BertConfig, BertModel
 
-    from core.encoder import load_tokenizer, resolve_encoder
+    from core.routing.encoder import load_tokenizer, resolve_encoder
 
     transformers.utils.logging.disable_progress_bar()  # quiet saving and loading the toy encoder
     folder = tempfile.mkdtemp(prefix="routerdc-toy-encoder-")

@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 
 import core
-from core.data import RESPONSE_SUFFIX, _unwrap_prompt
-from core.download import ROUTERBENCH_FILES, cache_dir, fetch
-from core.trainer import EncodingCache
+from core.data.dataset import RESPONSE_SUFFIX, _unwrap_prompt
+from core.data.download import ROUTERBENCH_FILES, cache_dir, fetch
+from core.training.trainer import EncodingCache
 
 GPT4 = "gpt-4-1106-preview"
 NOT_RECORDED = "I have no recorded answer for this prompt."

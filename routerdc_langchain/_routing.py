@@ -1,5 +1,6 @@
 """What the LangChain classes share: the text to route on, the candidates, and routing many
-inputs at once. The fallback loop, the options and the decision record are ``core.dispatch``'s.
+inputs at once. The fallback loop, the options and the decision record are
+``core.routing.dispatch``'s.
 
 Nothing here keeps state between calls: a decision lives in the call that made it.
 """
@@ -14,13 +15,13 @@ from langchain_core.messages import BaseMessage, HumanMessage, convert_to_messag
 from langchain_core.prompt_values import PromptValue
 
 from core import BaseRouter
-from core.dispatch import Dispatch, FallbackPolicy, RoutingOptions
 from core.errors import (
     ConfigError,
     QueryError,
     QueryTypeError,
     UnknownLLMError,
 )
+from core.routing.dispatch import Dispatch, FallbackPolicy, RoutingOptions
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +152,7 @@ def route_many(
 ) -> list[Dispatch | Exception]:
     """Route each value; one ``route_batch`` (one encoder pass) per distinct set of options.
 
-    Each routed value gets its own :class:`core.dispatch.Dispatch`, ready to call the LLMs.
+    Each routed value gets its own :class:`core.routing.dispatch.Dispatch`, ready to call the LLMs.
 
     A value that cannot be routed gets its error in its place, so one bad input in a batch
     fails only its own call.

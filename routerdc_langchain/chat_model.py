@@ -24,7 +24,7 @@ from langchain_core.tools import BaseTool
 from pydantic import BaseModel, Field
 
 from core import BaseRouter, RoutingLog
-from core.dispatch import ROUTING_OPTIONS, Dispatch, FallbackPolicy, RoutingOptions
+from core.routing.dispatch import ROUTING_OPTIONS, Dispatch, FallbackPolicy, RoutingOptions
 from routerdc_langchain._routing import QueryFrom, Unmatched, route_many, usable_llms
 from routerdc_langchain.runnable import RunnableRouter
 

@@ -22,8 +22,8 @@ from langchain_core.messages import BaseMessage
 from pydantic import ConfigDict, Field
 
 from core import BaseRouter
-from core.dispatch import RoutingOptions
 from core.errors import ConfigError, QueryError, UnknownLLMError
+from core.routing.dispatch import RoutingOptions
 from routerdc_langchain._routing import query_of, text_of
 
 

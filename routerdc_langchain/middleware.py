@@ -23,7 +23,7 @@ from langgraph.types import Command
 from typing_extensions import NotRequired
 
 from core import BaseRouter, RoutingLog
-from core.dispatch import Dispatch, FallbackPolicy, RoutingOptions
+from core.routing.dispatch import Dispatch, FallbackPolicy, RoutingOptions
 from routerdc_langchain._routing import QueryFrom, Unmatched, query_of, usable_llms
 
 # The agent state key that holds the decision record of the agent's latest model call.
@@ -44,7 +44,7 @@ class RouterDCMiddleware(AgentMiddleware[RouterDCState, Any, Any]):
     (``request.override(model=...)``), with the agent's tools, system prompt and response
     format unchanged. When the model raises or times out, the next model of the router's
     ranking is tried, up to ``max_fallbacks``. The decision record
-    (:meth:`core.dispatch.Dispatch.metadata`: ``routerdc_chosen``, ``routerdc_answered_by``,
+    (:meth:`core.routing.dispatch.Dispatch.metadata`: ``routerdc_chosen``, ``routerdc_answered_by``,
     ...) goes into the answer's ``response_metadata`` and into the agent state under
     ``routerdc``.
 
@@ -61,7 +61,7 @@ class RouterDCMiddleware(AgentMiddleware[RouterDCState, Any, Any]):
         query_from: picks the text to route on from the request's messages.
         cost_weight, costs, allowed, exclude: routing options, as in ``core.Router.route``.
         max_fallbacks, timeout, exceptions_to_handle: how to fall back
-            (:class:`core.dispatch.FallbackPolicy`).
+            (:class:`core.routing.dispatch.FallbackPolicy`).
         unmatched: ``"error"`` raises when ``models`` and the router's LLMs differ;
             ``"exclude"`` routes only among the LLMs that both know.
 

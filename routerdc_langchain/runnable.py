@@ -29,7 +29,7 @@ from langchain_core.runnables.utils import gather_with_concurrency, get_unique_c
 from pydantic import ConfigDict, Field
 
 from core import BaseRouter, RoutingLog
-from core.dispatch import Dispatch, FallbackPolicy, RoutingOptions
+from core.routing.dispatch import Dispatch, FallbackPolicy, RoutingOptions
 from routerdc_langchain._routing import QueryFrom, Unmatched, route_many, usable_llms
 
 Output = TypeVar("Output")
@@ -47,7 +47,7 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Output], Generic[O
     here. The decision is recorded on each call's run, never on this object: the run's
     metadata holds ``routerdc_chosen``, ``routerdc_probability`` and ``routerdc_ranking``, and
     a child run named ``router_name`` has the query as input and the whole record
-    (:meth:`core.dispatch.Dispatch.metadata`) as output.
+    (:meth:`core.routing.dispatch.Dispatch.metadata`) as output.
 
     The output type is the runnables' own when they agree (``RunnableRouter[AIMessage]`` for
     chat models, to a type checker and in ``output_schema``), ``Any`` otherwise.
@@ -60,7 +60,7 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Output], Generic[O
         max_fallbacks: how many further LLMs of the ranking to try when the chosen one raises;
             while streaming, only until the first chunk has gone out.
         timeout: seconds each LLM has to answer (a stream: to send its first chunk) before
-            the next is tried; see :class:`core.dispatch.FallbackPolicy`.
+            the next is tried; see :class:`core.routing.dispatch.FallbackPolicy`.
         exceptions_to_handle: the errors that trigger a fallback.
         unmatched: ``"error"`` raises at construction when ``runnables`` and the router's LLMs
             differ; ``"exclude"`` routes only among the LLMs that both know.

@@ -26,8 +26,14 @@ from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 
 from core import BaseRouter, RoutingLog
-from core.dispatch import ANSWERED_BY, ROUTING_OPTIONS, Dispatch, FallbackPolicy, RoutingOptions
 from core.errors import ConfigError, QueryError, UnknownLLMError
+from core.routing.dispatch import (
+    ANSWERED_BY,
+    ROUTING_OPTIONS,
+    Dispatch,
+    FallbackPolicy,
+    RoutingOptions,
+)
 
 if TYPE_CHECKING:
     from llama_index.core.tools.types import BaseTool

@@ -14,7 +14,7 @@ from llama_index.core.tools.types import ToolMetadata
 
 from core import BaseRouter, RoutingLog
 from core.errors import ConfigError
-from core.routing import check_epsilon
+from core.routing.base import check_epsilon
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import torch
 from transformers import BertConfig, BertModel
 
 import core
-from core.encoder import load_tokenizer, resolve_encoder
+from core.routing.encoder import load_tokenizer, resolve_encoder
 
 # The test models are tiny: intra-op threads buy nothing, and on a busy shared CPU their
 # spin-waiting made the tiny router's training ten times slower.

@@ -7,8 +7,8 @@ from pathlib import Path
 import core
 from benchmarks.encoders import cache_file, compare
 from benchmarks.tuning import folds_of
-from core.encoder import load_encoder
-from core.trainer import EncodingCache
+from core.routing.encoder import load_encoder
+from core.training.trainer import EncodingCache
 
 
 def test_compare_cross_validates_the_default_recipe_and_measures_the_encoder(

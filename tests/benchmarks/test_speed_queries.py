@@ -6,7 +6,7 @@ import pytest
 from transformers import PreTrainedTokenizerBase
 
 from benchmarks.speed import LONG_TOKENS, SHORT_TOKENS, build_queries, fallback_words
-from core.encoder import load_tokenizer, resolve_encoder
+from core.routing.encoder import load_tokenizer, resolve_encoder
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 import core
-from core import TrainConfig, cli, download
+from core import TrainConfig, cli
+from core.data import download
 
 
 @pytest.fixture

@@ -33,8 +33,8 @@ from core import (
     RoutingError,
     atomic,
 )
-from core.encoder import load_encoder, load_tokenizer
-from core.model import RouterDCModel
+from core.routing.encoder import load_encoder, load_tokenizer
+from core.routing.model import RouterDCModel
 
 ROOT = Path(__file__).resolve().parents[2]
 EVIL_MODULE = """\
@@ -275,7 +275,7 @@ def save_in_child(
 
             return run
 
-        import core.router as router_module
+        import core.routing.router as router_module
 
         if not exchange:
             atomic._exchange = lambda first, second: False  # type: ignore[assignment]

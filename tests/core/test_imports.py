@@ -53,25 +53,25 @@ def test_core_exports_the_public_names_the_other_packages_rely_on() -> None:
 
 
 def test_fit_is_the_trainers_fit_imported_on_first_use() -> None:
-    from core.trainer import fit
+    from core.training.trainer import fit
 
     assert core.fit is fit
 
 
 def test_importing_core_and_its_router_pulls_in_no_app_framework_and_no_training_stack() -> None:
-    # One clean interpreter: importing core.router imports the package core first, so this
+    # One clean interpreter: importing core.routing.router imports the package core first, so this
     # covers both ``import core`` and the routing path an app that only routes loads.
     loaded = modules_after(
-        "import core.router\nfrom core import Router, load",
+        "import core.routing.router\nfrom core import Router, load",
         "langchain",
         "langchain_core",
         "llama_index",
         "routerdc_langchain",
         "routerdc_llamaindex",
         "sklearn",
-        "core.trainer",
-        "core.losses",
-        "core.clustering",
-        "core.calibration",
+        "core.training.trainer",
+        "core.training.losses",
+        "core.training.clustering",
+        "core.training.calibration",
     )
     assert loaded == set()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import core
-from core.metrics import is_probability_scored
+from core.training.metrics import is_probability_scored
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 needs_shared_data = pytest.mark.skipif(

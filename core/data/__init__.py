@@ -1,0 +1,1 @@
+"""Routing data: the score tables, the routing log (SQLite) and the public data sets' download."""
