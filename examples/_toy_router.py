@@ -18,26 +18,9 @@ TOPICS = {
 
 def toy_router() -> core.Router:
     """Train and return the toy router (a few seconds on a CPU)."""
-    import torch
-    import transformers
-    from transformers import BertConfig, BertModel
+    from core.routing.encoder import save_random_encoder
 
-    from core.routing.encoder import load_tokenizer, resolve_encoder
-
-    transformers.utils.logging.disable_progress_bar()  # quiet saving and loading the toy encoder
-    folder = tempfile.mkdtemp(prefix="routerdc-toy-encoder-")
-    tokenizer = load_tokenizer(resolve_encoder(None))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    folder = save_random_encoder(tempfile.mkdtemp(prefix="routerdc-toy-encoder-"))
 
     rng = random.Random(0)
     records = []

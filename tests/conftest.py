@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
 
 import core
-from core.routing.encoder import load_tokenizer, resolve_encoder
+from core.routing.encoder import save_random_encoder
 
 # The test models are tiny: intra-op threads buy nothing, and on a busy shared CPU their
 # spin-waiting made the tiny router's training ten times slower.
@@ -49,22 +48,7 @@ def toy_records(n_per_topic: int = 40, seed: int = 0) -> list[dict]:
 @pytest.fixture(scope="session")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> str:
     """Path of a tiny random BERT encoder with the bundled tokenizer."""
-    folder = tmp_path_factory.mktemp("tiny-encoder")
-    tokenizer = load_tokenizer(resolve_encoder(None))
-    config = BertConfig(
-        vocab_size=tokenizer.vocab_size,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    with torch.random.fork_rng():  # the same weights every session, global RNG untouched
-        torch.manual_seed(0)
-        encoder = BertModel(config)
-    encoder.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return save_random_encoder(tmp_path_factory.mktemp("tiny-encoder"))
 
 
 @pytest.fixture(scope="session")

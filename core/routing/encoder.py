@@ -243,3 +243,34 @@ def _read_json(resolved: str | Path, name: str) -> Any:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: not valid JSON ({err})") from err
+
+
+def save_random_encoder(folder: str | Path, *, hidden_size: int = 32, seed: int = 0) -> str:
+    """Save a tiny random 2-layer BERT with the default encoder's tokenizer to ``folder``.
+
+    For tests, examples and benchmarks that need a real transformers encoder without the cost
+    of MiniLM: it trains and routes like any encoder, but its vectors mean nothing until
+    fine-tuned (``train_encoder=True``). The same ``seed`` gives the same weights; the global
+    torch random state is left as it was.
+
+    Returns:
+        ``folder`` as a string, ready for ``core.fit(..., encoder=...)``.
+    """
+    from transformers import BertConfig, BertModel
+
+    tokenizer = load_tokenizer(resolve_encoder(None))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=128,
+    )
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        encoder = BertModel(config)
+    with transformers_progress_bars(False):
+        encoder.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return str(folder)
