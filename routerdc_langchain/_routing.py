@@ -149,10 +149,13 @@ def route_many(
     query_from: QueryFrom | None,
     usable: Sequence[str],
     policy: FallbackPolicy,
+    run_ids: Sequence[str] | None = None,
 ) -> list[Dispatch | Exception]:
     """Route each value; one ``route_batch`` (one encoder pass) per distinct set of options.
 
     Each routed value gets its own :class:`core.routing.dispatch.Dispatch`, ready to call the LLMs.
+    ``run_ids`` (one per value): the LangChain run ids, written to the routing log as the calls'
+    ids, so feedback given on a LangChain (LangSmith) run finds its routing decision.
 
     A value that cannot be routed gets its error in its place, so one bad input in a batch
     fails only its own call.
@@ -171,6 +174,7 @@ def route_many(
         try:
             decisions = router.route_batch(
                 [queries[i] for i in rows],
+                run_ids=None if run_ids is None else [run_ids[i] for i in rows],
                 **options[rows[0]].route_kwargs(router.llm_names, usable),
             )
         except Exception as err:  # bad options fail the calls that set them

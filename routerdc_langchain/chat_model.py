@@ -174,10 +174,23 @@ class ChatRouterDC(BaseChatModel):
     def _policy(self) -> FallbackPolicy:
         return FallbackPolicy(self.max_fallbacks, self.timeout, self.exceptions_to_handle)
 
-    def _route(self, messages: list[BaseMessage], kwargs: dict[str, Any]) -> Dispatch:
+    def _route(
+        self,
+        messages: list[BaseMessage],
+        kwargs: dict[str, Any],
+        run_manager: CallbackManagerForLLMRun | AsyncCallbackManagerForLLMRun | None,
+    ) -> Dispatch:
+        """Route the messages; the routing log records the call under its LangChain run id."""
         options = self._options(kwargs.pop(OPTIONS_KWARG, None))
+        run_ids = None if run_manager is None else [str(run_manager.run_id)]
         (routed,) = route_many(
-            self.router, [messages], [options], self.query_from, self._usable(), self._policy()
+            self.router,
+            [messages],
+            [options],
+            self.query_from,
+            self._usable(),
+            self._policy(),
+            run_ids,
         )
         if isinstance(routed, Exception):
             raise routed
@@ -192,7 +205,7 @@ class ChatRouterDC(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        dispatch = self._route(messages, kwargs)
+        dispatch = self._route(messages, kwargs, run_manager)
 
         def attempt(llm: str) -> BaseMessage:
             candidate = _unwrap(self.models[llm])
@@ -215,7 +228,7 @@ class ChatRouterDC(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        dispatch = await run_in_executor(None, self._route, messages, kwargs)
+        dispatch = await run_in_executor(None, self._route, messages, kwargs, run_manager)
 
         async def attempt(llm: str) -> BaseMessage:
             candidate = _unwrap(self.models[llm])
@@ -238,7 +251,7 @@ class ChatRouterDC(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        dispatch = self._route(messages, kwargs)
+        dispatch = self._route(messages, kwargs, run_manager)
 
         def start(llm: str) -> Iterator[ChatGenerationChunk]:
             candidate = _unwrap(self.models[llm])
@@ -268,7 +281,7 @@ class ChatRouterDC(BaseChatModel):
         run_manager: AsyncCallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> AsyncIterator[ChatGenerationChunk]:
-        dispatch = await run_in_executor(None, self._route, messages, kwargs)
+        dispatch = await run_in_executor(None, self._route, messages, kwargs, run_manager)
 
         async def start(llm: str) -> AsyncIterator[ChatGenerationChunk]:
             candidate = _unwrap(self.models[llm])

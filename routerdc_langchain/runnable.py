@@ -3,6 +3,7 @@ a RouterDC router picks for it."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from functools import partial
 from typing import Any, Generic, TypeVar
@@ -158,10 +159,17 @@ class RunnableRouter(RunnableSerializable[LanguageModelInput, Output], Generic[O
     def _route(
         self, inputs: list[LanguageModelInput], configs: list[RunnableConfig]
     ) -> list[Dispatch | Exception]:
-        """One encoder pass for all the inputs (per distinct set of per-call options)."""
+        """One encoder pass for all the inputs (per distinct set of per-call options).
+
+        Each config gets its LangChain run id now (the caller's, or a new one), before the run
+        starts: the routing log records the call under the id its LangChain run will carry.
+        """
         usable = usable_llms(self.router, self.runnables, self.unmatched, "runnables")
         options = [self._options(c) for c in configs]
-        return route_many(self.router, inputs, options, self.query_from, usable, self._policy())
+        run_ids = [str(c.setdefault("run_id", uuid.uuid4())) for c in configs]
+        return route_many(
+            self.router, inputs, options, self.query_from, usable, self._policy(), run_ids
+        )
 
     async def _aroute(
         self, inputs: list[LanguageModelInput], configs: list[RunnableConfig]

@@ -22,6 +22,7 @@ from llama_index.core.base.llms.types import (
     MessageRole,
 )
 from llama_index.core.bridge.pydantic import Field, SerializeAsAny
+from llama_index.core.instrumentation.span import active_span_id
 from llama_index.core.llms.function_calling import FunctionCallingLLM
 from llama_index.core.llms.llm import LLM, ToolSelection
 
@@ -202,9 +203,17 @@ class RouterDCLLM(FunctionCallingLLM):
         per_call = {k: kwargs.pop(k) for k in ROUTING_OPTIONS if k in kwargs}
         options = self._options(per_call)
         query = self._query(messages)
-        decision = self.router.route(query, **self._route_kwargs(options))
+        decision = self.router.route(query, run_id=self._span_id(), **self._route_kwargs(options))
         policy = FallbackPolicy(self.max_fallbacks, self.timeout, self.exceptions_to_handle)
         return Dispatch(decision, policy, query=query, log=options.log)
+
+    def _span_id(self) -> str | None:
+        """This call's LlamaIndex span id (what its instrumentation events carry), if it has one:
+        the routing log records the call under it."""
+        span_id = active_span_id.get()
+        if span_id is not None and span_id.startswith(f"{type(self).__name__}."):
+            return span_id
+        return None
 
     async def _adispatch(self, messages: Sequence[ChatMessage], kwargs: dict[str, Any]) -> Dispatch:
         # The encoder pass is CPU/GPU work; keep it off the event loop (routers are thread-safe).

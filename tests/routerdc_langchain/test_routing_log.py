@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
+from typing import Any
 
+from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import FakeListChatModel
 
 import core
@@ -67,3 +70,47 @@ def test_the_in_distribution_score_reaches_the_response_metadata(
     assert expected is not None
     assert reply.response_metadata["routerdc_in_distribution"] == expected
     assert reply.response_metadata["routerdc_backed_off"] is tiny_router.route(MATH).backed_off
+
+
+class _RunIds(BaseCallbackHandler):
+    """Collects the ids of the top-level LangChain runs (what LangSmith feedback is given on)."""
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def on_chain_start(self, serialized: Any, inputs: Any, **kwargs: Any) -> None:
+        if kwargs.get("parent_run_id") is None:
+            self.ids.append(str(kwargs["run_id"]))
+
+    def on_chat_model_start(self, serialized: Any, messages: Any, **kwargs: Any) -> None:
+        if kwargs.get("parent_run_id") is None:
+            self.ids.append(str(kwargs["run_id"]))
+
+
+def test_runnable_router_logs_each_call_under_its_langchain_run_id(
+    tiny_router: core.Router, tmp_path: Path
+) -> None:
+    log = core.RoutingLog(tmp_path / "routing.db")
+    router = RunnableRouter(router=tiny_router, runnables=chat_models(), log=log)
+    given = uuid.uuid4()
+    seen = _RunIds()
+
+    router.invoke(MATH, config={"run_id": given, "callbacks": [seen]})
+    router.batch([MATH, CODE], config={"callbacks": [seen]})
+
+    assert [c.run_id for c in log.calls()] == seen.ids
+    assert seen.ids[0] == str(given)
+    assert len(set(seen.ids)) == 3
+
+
+def test_chat_model_logs_each_call_under_its_langchain_run_id(
+    tiny_router: core.Router, tmp_path: Path
+) -> None:
+    log = core.RoutingLog(tmp_path / "routing.db")
+    model = ChatRouterDC(router=tiny_router, models=chat_models(), log=log)
+    seen = _RunIds()
+
+    model.invoke(MATH, config={"callbacks": [seen]})
+
+    (call,) = log.calls()
+    assert seen.ids == [call.run_id]

@@ -54,3 +54,22 @@ def test_selector_logs_its_decisions(
 
     (call,) = log.calls()
     assert call.chosen == "chat-llm" and call.query == queries["chat-llm"]
+
+
+async def test_llm_logs_each_call_under_its_llamaindex_span_id(
+    tiny_router: core.Router,
+    queries: dict[str, str],
+    mock_llms: dict[str, MockLLM],
+    tmp_path: Path,
+) -> None:
+    log = core.RoutingLog(tmp_path / "routing.db")
+    llm = RouterDCLLM(router=tiny_router, llms=mock_llms, log=log)
+
+    llm.chat([ChatMessage(role="user", content=queries["code-llm"])])
+    await llm.acomplete(queries["math-llm"])
+
+    first, second = (c.run_id for c in log.calls())
+    # LlamaIndex's instrumentation opens a span per call, "<class>.<method>-<uuid>": the id its
+    # events and span handlers see.
+    assert first.startswith("RouterDCLLM.chat-")
+    assert second.startswith("RouterDCLLM.acomplete-")
